@@ -1,0 +1,270 @@
+"""``Pool.map``: lazy, bounded, chunked.
+
+The input is pulled in the caller's thread, a chunk at a time, and only while
+fewer than ``2 * workers`` chunks are in flight: a consumer that stops reading
+stops the pulling, so an endless generator runs in bounded memory.
+
+With ``chunksize=None`` chunks start at one job and grow (at most ``GROWTH``
+times per chunk) towards ``TARGET_CHUNK_SECONDS`` of work, as measured by the
+workers; a sized input also caps them at a quarter of each worker's share of
+what is left, so the last chunks stay small and the workers finish together.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeoutError
+from functools import partial
+from itertools import islice
+from typing import Any
+
+from ._master import Master
+from ._pickling import dumps_function
+from ._progress import progress_bar
+from ._tasks import ChunkReceiver, ChunkResult, Task
+
+# Long enough that the fixed cost of a chunk (a few hundred microseconds of
+# pickling and pipe traffic) is noise; short enough to balance work across
+# workers and to keep stop() and the progress bar prompt.
+TARGET_CHUNK_SECONDS = 0.01
+GROWTH = 4
+# How many inputs an unsized iterable (a generator) may be read ahead of the
+# consumer. Bounds memory; too small starves many workers on tiny jobs.
+MAX_AHEAD = 4096
+CHUNKS_PER_WORKER = 2
+
+
+class ChunkSizer:
+    def __init__(self, chunksize: int | None, workers: int, total: int | None, cap: int) -> None:
+        self._fixed = chunksize
+        self._workers = workers
+        self._remaining = total
+        self._cap = cap
+        self._last = 1
+
+    def next_size(self, seconds_per_job: float | None) -> int:
+        if self._fixed is not None:
+            size = self._fixed
+        elif seconds_per_job is None:
+            size = 1
+        else:
+            ideal = TARGET_CHUNK_SECONDS / max(seconds_per_job, 1e-9)
+            size = int(min(ideal, self._last * GROWTH))
+        if self._fixed is None and self._remaining is not None:
+            size = min(size, math.ceil(self._remaining / (4 * self._workers)))
+        size = max(1, min(size, self._cap))
+        self._last = size
+        if self._remaining is not None:
+            self._remaining = max(0, self._remaining - size)
+        return size
+
+
+def map_jobs(
+    master: Master,
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    *,
+    timeout: float | None,
+    chunksize: int | None,
+    ordered: bool,
+    return_exceptions: bool,
+    progress: bool,
+) -> Iterator[Any]:
+    if not callable(fn):
+        raise TypeError(f"map() needs a callable as fn, got {fn!r}")
+    if not iterables:
+        raise TypeError("map() needs at least one iterable after fn")
+    if chunksize is not None and (not _is_int(chunksize) or chunksize < 1):
+        raise ValueError(
+            "chunksize must be a positive integer, or None to size chunks automatically; "
+            f"got {chunksize!r}"
+        )
+    inputs = zip(
+        *(_iterate(position, it) for position, it in enumerate(iterables, 2)), strict=False
+    )
+    total = _common_length(iterables)
+    run = _MapRun(master, fn, inputs, total, chunksize, timeout, ordered, return_exceptions)
+    run.start(progress)
+    return run.ordered() if ordered else run.unordered()
+
+
+class _MapRun:
+    """The state of one ``map`` call, driven by the consumer's ``next()``."""
+
+    def __init__(
+        self,
+        master: Master,
+        fn: Callable[..., Any],
+        inputs: Iterator[tuple[Any, ...]],
+        total: int | None,
+        chunksize: int | None,
+        timeout: float | None,
+        ordered: bool,
+        return_exceptions: bool,
+    ) -> None:
+        self._master = master
+        self._fn = _dumps_fn(fn)
+        self._inputs = inputs
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._return_exceptions = return_exceptions
+        workers = master.workers
+        self._max_chunks = CHUNKS_PER_WORKER * workers
+        cap = master.max_tasks_per_worker or (1 << 20)
+        if total is None:
+            cap = min(cap, max(1, MAX_AHEAD // self._max_chunks))
+        self._sizer = ChunkSizer(chunksize, workers, total, cap)
+        self._total = total
+        self._window: deque[ChunkReceiver] = deque()
+        # Completion order, for ordered=False only: an ordered map must not
+        # keep every finished chunk alive here.
+        self._done: queue.SimpleQueue[Future[ChunkResult]] | None = (
+            None if ordered else queue.SimpleQueue()
+        )
+        self._exhausted = False
+        self._input_error: BaseException | None = None
+        self._bar: Any = None
+
+    def start(self, progress: bool) -> None:
+        if progress:
+            self._bar = progress_bar(self._total)
+        self.fill()
+
+    def fill(self) -> None:
+        """Pull and submit chunks until the window is full or the input ends."""
+        while not self._exhausted and len(self._window) < self._max_chunks:
+            size = self._sizer.next_size(self._master.timer.seconds_per_job)
+            try:
+                args = list(islice(self._inputs, size))
+            except Exception as error:  # the caller's iterable failed: report it in order
+                self._input_error = error
+                args = []
+            if len(args) < size:
+                self._exhausted = True
+            if args:
+                self._submit(args)
+
+    def _submit(self, args: list[tuple[Any, ...]]) -> None:
+        receiver = ChunkReceiver(len(args))
+        if self._done is not None:
+            receiver.future.add_done_callback(self._done.put)
+        if self._bar is not None:
+            receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(args)))
+        first = self._master.reserve_job_ids(len(args))
+        self._window.append(receiver)
+        self._master.enqueue(_tasks_for(first, self._fn, args, receiver))
+
+    def ordered(self) -> Iterator[Any]:
+        try:
+            while self._window:
+                receiver = self._window.popleft()
+                chunk = receiver.future.result(self._time_left())
+                self.fill()
+                yield from self._unpack(chunk)
+            if self._input_error is not None:
+                raise self._input_error
+        finally:
+            self._close()
+
+    def unordered(self) -> Iterator[Any]:
+        assert self._done is not None
+        try:
+            while self._window:
+                try:
+                    future = self._done.get(timeout=self._time_left())
+                except queue.Empty:
+                    raise FuturesTimeoutError() from None
+                self._window.remove(next(r for r in self._window if r.future is future))
+                self.fill()
+                yield from self._unpack(future.result())
+            if self._input_error is not None:
+                raise self._input_error
+        finally:
+            self._close()
+
+    def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
+        if not chunk.errors:
+            yield from chunk.values
+            return
+        for position, value in enumerate(chunk.values):
+            error = chunk.errors.get(position)
+            if error is None:
+                yield value
+            elif self._return_exceptions:
+                yield error
+            else:
+                raise error
+
+    def _time_left(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _close(self) -> None:
+        """The consumer is done (or gave up): cancel what has not started."""
+        for receiver in self._window:
+            receiver.future.cancel()
+        self._window.clear()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _tasks_for(
+    first: int, fn: bytes, args: list[tuple[Any, ...]], receiver: ChunkReceiver
+) -> list[Task]:
+    """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
+    try:
+        return [Task(first, fn, args, None, receiver)]
+    except Exception:
+        pass
+    tasks = []
+    for position, job_args in enumerate(args):
+        try:
+            tasks.append(Task(first + position, fn, [job_args], None, receiver, position))
+        except Exception as error:
+            failure = TypeError(
+                f"the arguments of job {first + position} could not be pickled to send them "
+                f"to a worker: {error}"
+            )
+            failure.__cause__ = error
+            receiver.deliver(position, [None], {0: failure})
+    return tasks
+
+
+def _advance_bar(bar: Any, jobs: int, _: Future[ChunkResult]) -> None:
+    bar.update(jobs)
+
+
+def _dumps_fn(fn: Callable[..., Any]) -> bytes:
+    try:
+        return dumps_function(fn)
+    except Exception as error:
+        raise TypeError(
+            f"cannot send {fn!r} to the workers: it could not be pickled ({error}). "
+            "Pass a function (a lambda or closure works too) whose captured values pickle."
+        ) from error
+
+
+def _iterate(position: int, iterable: Any) -> Iterator[Any]:
+    try:
+        return iter(iterable)
+    except TypeError:
+        raise TypeError(
+            f"map() argument {position} must be iterable (a list, a range, a generator...), "
+            f"got {type(iterable).__name__} {iterable!r}"
+        ) from None
+
+
+def _common_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

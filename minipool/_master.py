@@ -1,0 +1,480 @@
+"""The master: one thread in the caller's process that owns every worker process.
+
+  caller threads               master thread (Master._run)        worker processes
+  ──────────────               ───────────────────────────        ────────────────
+  Pool.submit / Pool.map
+    pickle a chunk (Task)
+    Master.enqueue ─► _pending ─┐
+                   ─► _wakeup ──┤ one selector.select() over:
+                                │   _wakeup reader
+                                │   worker.results_fd ◄── results pipe ◄── _worker._serve
+                                │   worker.sentinel   ◄── process exit       (Outcome, READY,
+                                │   worker.jobs_fd    ──► jobs pipe ──►     INIT_FAILED;
+                                │     (only while a write is pending)       reads Chunk, STOP)
+  Future / map chunk ◄── Receiver.deliver
+  Pool.stats         ◄── counters, _shared.completed (Value)
+                         _shared.running[slot] (Array) ◄────────────── id of the job in hand
+  Pool.stop()        ──► _shared.stop (flag) ──────────────────────► checked before each chunk
+
+Caller threads pickle their jobs themselves (so a bad argument fails at
+``submit``), append the ``Task`` to ``_pending`` and write one byte to the
+wakeup pipe. They never touch a worker.
+
+The master thread is the only one that talks to workers. It sleeps in one
+``select`` until a worker writes, a worker exits, a caller wakes it or a
+blocked pipe becomes writable; then it delivers outcomes, settles the jobs of
+dead workers, respawns them, and dispatches pending tasks to the least loaded
+workers. Its pipe ends are non-blocking and it buffers what a pipe does not
+take, so one slow worker can never stall it: a worker blocked writing a large
+result while the master writes it a large job cannot deadlock the pool.
+
+Each worker has a jobs pipe and a results pipe of its own. Nothing is shared
+between workers, so a worker killed mid-write (SIGKILL, the OOM killer, a
+segfault) cannot leave a lock taken that wedges the others — the failure that
+makes ``concurrent.futures.ProcessPoolExecutor`` break its whole pool. The
+master knows every task it sent to each worker, in order, and the worker
+stores the id of the job it is running in its ``running`` slot; when a worker
+dies, that job gets ``WorkerCrashed`` and the others it held go back to the
+front of ``_pending``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import selectors
+import threading
+from collections import deque
+from functools import partial
+from typing import Any
+
+from ._errors import InitError, PoolError, RemoteError, WorkerCrashed
+from ._messages import INIT_FAILED, OUTCOME, READY
+from ._pickling import loads, rebuild_exception
+from ._processes import WorkerHandle
+from ._shared import IDLE, SharedState
+from ._stats import PoolStats
+from ._tasks import Task
+
+# How much work, in seconds of the jobs' own run time, to keep queued at each
+# worker so that it never waits on the master. More gives throughput on tiny
+# jobs (and absorbs the master's waits for the GIL); less balances long jobs
+# better across workers and makes stop() quicker.
+PREFETCH_SECONDS = 0.02
+# Tasks a worker may hold however long they run: the one it runs and the next,
+# so that it starts the next without a round trip to the master.
+MIN_TASKS_IN_FLIGHT = 2
+# Cap on queued jobs per worker when jobs take almost no time.
+MAX_JOBS_IN_FLIGHT = 1 << 16
+
+
+class JobTimer:
+    """A running estimate of how long one job runs, from the workers' own timings."""
+
+    # Weight of the newest sample: high enough to follow a change of workload
+    # within a few chunks, low enough to ride out one slow job.
+    SMOOTHING = 0.3
+
+    def __init__(self) -> None:
+        self.seconds_per_job: float | None = None
+
+    def observe(self, jobs: int, seconds: float) -> None:
+        sample = seconds / jobs
+        estimate = self.seconds_per_job
+        self.seconds_per_job = (
+            sample if estimate is None else estimate + self.SMOOTHING * (sample - estimate)
+        )
+
+    def jobs_in_flight_cap(self) -> int:
+        if self.seconds_per_job is None:
+            return 1
+        return int(min(MAX_JOBS_IN_FLIGHT, max(1.0, PREFETCH_SECONDS / self.seconds_per_job)))
+
+
+class Master:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        init: bytes | None,
+        start_method: str,
+        max_tasks_per_worker: int | None,
+    ) -> None:
+        self.workers = workers
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.timer = JobTimer()
+        self._ctx = multiprocessing.get_context(start_method)
+        self._init = init
+        self._shared = SharedState(workers)
+        # Guards what caller threads share with the master: job ids, the
+        # closing flag, the wakeup pipe's lifetime.
+        self._lock = threading.Lock()
+        self._pending: deque[Task] = deque()
+        self._next_job_id = 0
+        self._closing = False
+        self._cancel_pending = False
+        self._broken: PoolError | None = None
+        self._counts = {"submitted": 0, "completed": 0, "failed": 0, "restarts": 0}
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_reader, self._wakeup_writer = os.pipe()
+        os.set_blocking(self._wakeup_reader, False)
+        os.set_blocking(self._wakeup_writer, False)
+        self._wakeup_sent = False
+        self._selector.register(self._wakeup_reader, selectors.EVENT_READ, self._on_wakeup)
+        self._blocked_writers: set[int] = set()
+        self._workers: list[WorkerHandle | None] = [None] * workers
+        try:
+            for slot in range(workers):
+                self._spawn(slot)
+        except BaseException:
+            self.kill_workers()
+            self._close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
+        self._thread.start()
+
+    # ---- called from caller threads ------------------------------------------------
+
+    def reserve_job_ids(self, count: int) -> int:
+        with self._lock:
+            first = self._next_job_id
+            self._next_job_id += count
+            return first
+
+    def enqueue(self, tasks: list[Task]) -> None:
+        with self._lock:
+            if self._broken is not None:
+                raise _copy_error(self._broken)
+            if self._closing:
+                raise RuntimeError(
+                    "cannot submit jobs to a pool that was shut down or stopped; "
+                    "create a new minipool.Pool"
+                )
+            self._pending.extend(tasks)
+            self._counts["submitted"] += sum(task.size for task in tasks)
+            self._wake()
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            self._closing = True
+            self._cancel_pending = self._cancel_pending or cancel_pending
+            self._wake()
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def stop(self) -> None:
+        self._shared.request_stop()
+        self.shutdown(wait=False, cancel_pending=True)
+
+    def join(self, timeout: float | None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def kill_workers(self) -> None:
+        """Last resort (interpreter exit, a master failure): SIGKILL every worker."""
+        for worker in list(self._workers):
+            if worker is not None and worker.process.exitcode is None:
+                worker.process.kill()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._shared.stop_requested
+
+    def stats(self) -> PoolStats:
+        alive = [worker for worker in list(self._workers) if worker is not None]
+        counts = dict(self._counts)
+        return PoolStats(
+            submitted=counts["submitted"],
+            completed=self._shared.completed,
+            failed=counts["failed"],
+            retried=0,
+            running=sum(worker.jobs_in_flight for worker in alive),
+            workers_alive=len(alive),
+            worker_restarts=counts["restarts"],
+        )
+
+    def _wake(self) -> None:
+        # Called with _lock held, which keeps the pipe open while we write.
+        if self._wakeup_sent or self._wakeup_writer < 0:
+            return
+        self._wakeup_sent = True
+        with contextlib.suppress(BlockingIOError):  # full of wakeups already
+            os.write(self._wakeup_writer, b"\0")
+
+    # ---- the master thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while any(worker is not None for worker in self._workers):
+                for key, _ in self._selector.select():
+                    key.data()
+                self._advance()
+        except BaseException as error:
+            self._abandon(error)
+            raise
+        finally:
+            self._close()
+
+    def _advance(self) -> None:
+        """What to do after each round of events: cancel, dispatch, retire, write."""
+        if self._cancel_pending:
+            while self._pending:
+                self._pending.popleft().receiver.cancel("the pool was shut down before it ran")
+        if self._shared.stop_requested or self._broken is not None:
+            self._retire_all()
+        else:
+            self._dispatch()
+            if self._closing and not self._pending and not self._jobs_in_flight():
+                self._retire_all()
+        for worker in self._workers:
+            if worker is not None and worker.outbox:
+                self._flush(worker)
+
+    def _dispatch(self) -> None:
+        cap = self.timer.jobs_in_flight_cap()
+        pending = self._pending
+        while pending:
+            worker = self._least_loaded()
+            if worker is None:
+                return
+            task = pending[0]
+            busy = len(worker.in_flight) >= MIN_TASKS_IN_FLIGHT
+            if busy and worker.jobs_in_flight + task.size > cap:
+                return
+            pending.popleft()
+            if task.receiver.start():
+                self._send(worker, task)
+
+    def _least_loaded(self) -> WorkerHandle | None:
+        best = None
+        for worker in self._workers:
+            if worker is None or worker.retiring:
+                continue
+            if best is None or worker.jobs_in_flight < best.jobs_in_flight:
+                best = worker
+        return best
+
+    def _send(self, worker: WorkerHandle, task: Task) -> None:
+        limit = self.max_tasks_per_worker
+        if limit is not None:
+            budget = limit - worker.jobs_sent
+            if task.size > budget:
+                self._pending.appendleft(task.part(budget, task.size))
+                task = task.part(0, budget)
+        worker.send(task)
+        if limit is not None and worker.jobs_sent >= limit:
+            worker.retire()
+
+    def _retire_all(self) -> None:
+        for worker in self._workers:
+            if worker is not None:
+                worker.retire()
+
+    def _jobs_in_flight(self) -> int:
+        return sum(worker.jobs_in_flight for worker in self._workers if worker is not None)
+
+    def _flush(self, worker: WorkerHandle) -> None:
+        if self._workers[worker.slot] is not worker:
+            return
+        done = worker.flush()
+        fd = worker.jobs_fd
+        if done and fd in self._blocked_writers:
+            self._blocked_writers.discard(fd)
+            self._selector.unregister(fd)
+        elif not done and fd not in self._blocked_writers:
+            self._blocked_writers.add(fd)
+            self._selector.register(fd, selectors.EVENT_WRITE, partial(self._flush, worker))
+
+    # ---- events --------------------------------------------------------------------
+
+    def _on_wakeup(self) -> None:
+        # Drain first, then clear: a caller that saw the flag still set has
+        # already queued its tasks, which _advance() picks up after this.
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wakeup_reader, 4096):
+                pass
+        self._wakeup_sent = False
+
+    def _on_results(self, worker: WorkerHandle) -> None:
+        if self._workers[worker.slot] is not worker:
+            return  # an event from before the worker's exit was handled
+        for kind, payload in worker.read():
+            if kind == OUTCOME:
+                self._on_outcome(worker, payload)
+            elif kind == READY:
+                worker.ready = True
+            elif kind == INIT_FAILED:
+                self._on_init_failed(worker, payload)
+
+    def _on_outcome(self, worker: WorkerHandle, payload: bytes) -> None:
+        task = worker.in_flight.popleft()
+        worker.jobs_in_flight -= task.size
+        try:
+            outcome = loads(payload)
+        except Exception as error:
+            self._fail(task, _unreadable_results(task, error))
+            return
+        self.timer.observe(task.size, outcome.seconds)
+        errors = {}
+        if outcome.errors:
+            errors = {
+                position: rebuild_exception(info) for position, info in outcome.errors.items()
+            }
+        self._finish(task, outcome.values, errors)
+
+    def _on_init_failed(self, worker: WorkerHandle, payload: bytes) -> None:
+        cause = rebuild_exception(loads(payload))
+        error = InitError(
+            f"init failed in worker {worker.slot} (pid {worker.pid}): "
+            f"{type(cause).__name__}: {cause}. No job can run; fix init and create a new Pool.",
+            worker_id=worker.slot,
+        )
+        error.__cause__ = cause
+        self._break(error)
+
+    def _on_exit(self, worker: WorkerHandle) -> None:
+        self._on_results(worker)  # what it wrote before it died still counts
+        for fd in (worker.results_fd, worker.sentinel):
+            self._selector.unregister(fd)
+        if worker.jobs_fd in self._blocked_writers:
+            self._blocked_writers.discard(worker.jobs_fd)
+            self._selector.unregister(worker.jobs_fd)
+        exitcode = worker.reap()
+        self._workers[worker.slot] = None
+        if not worker.ready and not worker.retiring and self._broken is None:
+            how, _ = worker.describe_exit(exitcode)
+            self._break(
+                InitError(
+                    f"worker {worker.slot} (pid {worker.pid}) {how} while running init; "
+                    "no job can run. Fix init and create a new Pool.",
+                    worker_id=worker.slot,
+                )
+            )
+        if worker.in_flight:
+            self._settle_orphans(worker, exitcode)
+        if self._broken is None and not self._shared.stop_requested and self._has_work():
+            self._spawn(worker.slot)
+            self._counts["restarts"] += 1
+
+    def _has_work(self) -> bool:
+        return not self._closing or bool(self._pending) or self._jobs_in_flight() > 0
+
+    def _settle_orphans(self, worker: WorkerHandle, exitcode: int) -> None:
+        """Give every task the dead worker still held its outcome, or send it back to the queue."""
+        tasks = list(worker.in_flight)
+        worker.in_flight.clear()
+        worker.jobs_in_flight = 0
+        running = self._shared.running_slots()
+        job_id, running[worker.slot] = running[worker.slot], IDLE
+        if self._broken is not None:
+            for task in tasks:
+                self._fail(task, self._broken)
+            return
+        if self._shared.stop_requested and exitcode == 0:
+            for task in tasks:
+                task.receiver.cancel("the pool was stopped before this job started")
+            return
+        culprit, position = _locate(tasks, job_id)
+        for index, task in enumerate(reversed(tasks)):
+            if len(tasks) - 1 - index != culprit:
+                self._pending.appendleft(task)
+                continue
+            for part in (task.part(position + 1, task.size), task.part(0, position)):
+                if part.size:
+                    self._pending.appendleft(part)
+        task = tasks[culprit]
+        how, signal_name = worker.describe_exit(exitcode)
+        crashed_job = task.first_job_id + position
+        error = WorkerCrashed(
+            f"worker {worker.slot} (pid {worker.pid}) {how} while running job {crashed_job}; "
+            "the pool replaced it and runs on",
+            job_id=crashed_job,
+            worker_id=worker.slot,
+            pid=worker.pid,
+            exitcode=exitcode,
+            signal=signal_name,
+        )
+        self._finish(task.part(position, position + 1), [None], {0: error})
+
+    # ---- outcomes ------------------------------------------------------------------
+
+    def _finish(self, task: Task, values: list[Any], errors: dict[int, BaseException]) -> None:
+        task.receiver.deliver(task.offset, values, errors)
+        self._counts["failed"] += len(errors)
+        self._shared.add_completed(task.size)
+
+    def _fail(self, task: Task, error: BaseException) -> None:
+        if task.receiver.start():
+            self._finish(task, [None] * task.size, dict.fromkeys(range(task.size), error))
+
+    def _break(self, error: PoolError) -> None:
+        """The pool cannot run jobs (init fails): fail everything waiting, let workers exit."""
+        with self._lock:
+            self._broken = error
+            self._closing = True
+        while self._pending:
+            self._fail(self._pending.popleft(), error)
+
+    def _abandon(self, error: BaseException) -> None:
+        """The master loop itself failed (a bug): leave nothing waiting and no process behind."""
+        failure = PoolError(f"minipool's master thread failed ({error!r}); this is a bug")
+        self._break(failure)
+        self.kill_workers()
+        for worker in self._workers:
+            if worker is not None:
+                for task in worker.in_flight:
+                    self._fail(task, failure)
+                worker.reap()
+
+    # ---- workers -------------------------------------------------------------------
+
+    def _spawn(self, slot: int) -> None:
+        worker = WorkerHandle(self._ctx, slot, self._init, self._shared, self._master_fds())
+        self._workers[slot] = worker
+        self._selector.register(
+            worker.results_fd, selectors.EVENT_READ, partial(self._on_results, worker)
+        )
+        self._selector.register(
+            worker.sentinel, selectors.EVENT_READ, partial(self._on_exit, worker)
+        )
+
+    def _master_fds(self) -> tuple[int, ...]:
+        fds = [self._wakeup_reader, self._wakeup_writer]
+        if hasattr(self._selector, "fileno"):
+            fds.append(self._selector.fileno())
+        for worker in self._workers:
+            if worker is not None:
+                fds += worker.fds()
+        return tuple(fds)
+
+    def _close(self) -> None:
+        with self._lock:
+            os.close(self._wakeup_writer)
+            self._wakeup_writer = -1
+        os.close(self._wakeup_reader)
+        self._selector.close()
+
+
+def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:
+    """Which task, and which job in it, the worker was running; the first job if none."""
+    for index, task in enumerate(tasks):
+        if task.first_job_id <= job_id < task.first_job_id + task.size:
+            return index, job_id - task.first_job_id
+    return 0, 0
+
+
+def _unreadable_results(task: Task, error: Exception) -> PoolError:
+    last = task.first_job_id + task.size - 1
+    return RemoteError(
+        type(error).__qualname__,
+        f"the results of jobs {task.first_job_id}..{last} could not be unpickled in the "
+        f"caller: {error}. Return values whose classes the caller can import.",
+    )
+
+
+def _copy_error(error: PoolError) -> PoolError:
+    copy = type(error)(*error.args)
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__ = error.__cause__
+    return copy

@@ -1,0 +1,168 @@
+"""What crosses the pipes between the master and a worker.
+
+Vocabulary: a *job* is one ``fn(*args, **kwargs)`` call the caller asked for;
+a ``Chunk`` is one or more jobs of the same function with consecutive job ids
+(``submit`` makes chunks of one, ``map`` makes bigger ones); a *batch* is the
+run of chunk frames the master writes to a worker in one system call; an
+``Outcome`` is what comes back for one chunk.
+
+Every message travels as a frame: an 8-byte little-endian payload length, one
+kind byte, then the payload (a pickle, or nothing). Frames let the master read
+and write without blocking and let either side pass several messages in one
+system call.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+HEADER = struct.Struct("<QB")
+
+# Master -> worker.
+CHUNK = 1
+STOP = 2  # finish what was sent before this frame, tear down, exit
+# Worker -> master.
+OUTCOME = 11
+READY = 12  # init finished; jobs may now fail only on their own account
+INIT_FAILED = 13
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Jobs ``first_job_id, first_job_id + 1, ...``: ``fn(*a, **kwargs)`` for ``a`` in ``args``.
+
+    ``fn`` stays pickled (see ``_pickling.dumps_function``) so that the worker
+    can cache the function by its bytes instead of unpickling it per job.
+    """
+
+    first_job_id: int
+    fn: bytes
+    args: list[tuple[Any, ...]]
+    kwargs: dict[str, Any] | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Chunk, (self.first_job_id, self.fn, self.args, self.kwargs))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A job's exception as it leaves the worker.
+
+    ``exception`` is the pickled exception, or ``None`` when it would not
+    round-trip through pickle; the text fields always survive.
+    """
+
+    type_name: str
+    message: str
+    traceback: str
+    exception: bytes | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ErrorInfo, (self.type_name, self.message, self.traceback, self.exception))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The results of one chunk, in job order.
+
+    ``errors`` maps a job's position in the chunk to its error (its slot in
+    ``values`` is then ``None``); it is ``None`` when every job succeeded, which
+    keeps the common case small. ``seconds`` is the time the jobs ran, used to
+    size later chunks.
+    """
+
+    first_job_id: int
+    values: list[Any]
+    errors: dict[int, ErrorInfo] | None
+    seconds: float
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Outcome, (self.first_job_id, self.values, self.errors, self.seconds))
+
+
+def frame_header(kind: int, payload_size: int) -> bytes:
+    return HEADER.pack(payload_size, kind)
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(len(payload), kind) + payload
+
+
+class FrameReader:
+    """Reassembles frames from bytes that arrive in arbitrary pieces."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Add ``data``; return every ``(kind, payload)`` now complete, in order."""
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        position = 0
+        end = len(buffer)
+        while end - position >= HEADER.size:
+            size, kind = HEADER.unpack_from(buffer, position)
+            start = position + HEADER.size
+            if end - start < size:
+                break
+            frames.append((kind, bytes(buffer[start : start + size])))
+            position = start + size
+        del buffer[:position]
+        return frames
+
+
+# Linux accepts at most this many buffers in one writev().
+_IOV_MAX = 1024
+
+
+class Outbox:
+    """Frames waiting to be written to one pipe, written with as few system calls as possible.
+
+    On a blocking pipe ``flush`` returns once everything is written; on a
+    non-blocking one it writes what the pipe takes and reports whether
+    anything is left.
+    """
+
+    __slots__ = ("_buffers", "_fd", "since")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffers: list[bytes | memoryview] = []
+        self.since = 0.0  # when the oldest unwritten frame was added
+
+    def __bool__(self) -> bool:
+        return bool(self._buffers)
+
+    def add(self, kind: int, payload: bytes = b"") -> None:
+        self.add_frame(HEADER.pack(len(payload), kind), payload)
+
+    def add_frame(self, header: bytes, payload: bytes) -> None:
+        if not self._buffers:
+            self.since = perf_counter()
+        self._buffers += (header, payload)
+
+    def flush(self) -> bool:
+        """Write what the pipe takes; True when nothing is left to write."""
+        buffers = self._buffers
+        while buffers:
+            try:
+                written = os.writev(self._fd, buffers[:_IOV_MAX])
+            except BlockingIOError:
+                return False
+            done = 0
+            for buffer in buffers:
+                if written < len(buffer):
+                    break
+                written -= len(buffer)
+                done += 1
+            del buffers[:done]
+            if written:
+                buffers[0] = memoryview(buffers[0])[written:]
+        return True

@@ -1,0 +1,97 @@
+"""Turning jobs, results and exceptions into bytes and back.
+
+Plain ``pickle`` does nearly all of it: it is the fast path. ``cloudpickle``
+is used only for what ``pickle`` cannot carry, functions by value: lambdas,
+closures, and anything defined in ``__main__`` (which a spawned worker may not
+be able to import).
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from ._errors import RemoteError, RemoteTraceback
+from ._messages import ErrorInfo
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+dumps = pickle.dumps
+loads = pickle.loads
+
+
+def dumps_function(fn: Any) -> bytes:
+    """Pickle a callable by reference when a worker can import it, by value otherwise."""
+    if _defined_in_main(fn):
+        return cloudpickle.dumps(fn, protocol=PROTOCOL)  # type: ignore[no-any-return]
+    try:
+        return pickle.dumps(fn, protocol=PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return cloudpickle.dumps(fn, protocol=PROTOCOL)  # type: ignore[no-any-return]
+
+
+def _defined_in_main(fn: Any) -> bool:
+    # Functions, classes and callable instances (through their class) all
+    # answer __module__.
+    return getattr(fn, "__module__", None) == "__main__"
+
+
+class FunctionCache:
+    """Unpickled functions keyed by their bytes, so a worker unpickles each one once.
+
+    Equal bytes mean the same function (for one pickled by value, the same
+    code and the same captured globals), so a hit is always correct.
+    """
+
+    # Bounded so that a stream of distinct closures cannot grow a worker forever.
+    MAX_ENTRIES = 256
+
+    def __init__(self) -> None:
+        self._functions: dict[bytes, Any] = {}
+
+    def load(self, blob: bytes) -> Any:
+        fn = self._functions.get(blob)
+        if fn is None:
+            if len(self._functions) >= self.MAX_ENTRIES:
+                self._functions.clear()
+            fn = self._functions[blob] = loads(blob)
+        return fn
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """Describe ``error`` so that it can always be sent, even if it does not pickle."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    blob: bytes | None
+    try:
+        blob = dumps(error, protocol=PROTOCOL)
+        # An exception whose __init__ takes other arguments than it passes to
+        # BaseException pickles fine but fails to unpickle (CPython issue
+        # 79492); find that out here rather than in the caller.
+        loads(blob)
+    except Exception:
+        blob = None
+    return ErrorInfo(type(error).__qualname__, _safe_str(error), text, blob)
+
+
+def rebuild_exception(info: ErrorInfo) -> BaseException:
+    """The caller-side exception for ``info``, with the worker traceback as ``__cause__``."""
+    error: BaseException | None = None
+    if info.exception is not None:
+        try:
+            error = loads(info.exception)
+        except Exception:
+            error = None
+    if not isinstance(error, BaseException):
+        error = RemoteError(info.type_name, info.message, info.traceback)
+    error.__cause__ = RemoteTraceback(info.traceback)
+    return error
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return f"<str() of the {type(error).__qualname__} failed>"

@@ -1,0 +1,218 @@
+"""``minipool.Pool``: the caller's side of the pool."""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import sys
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+import cloudpickle
+
+from ._map import map_jobs
+from ._master import Master
+from ._pickling import PROTOCOL, dumps_function
+from ._stats import PoolStats
+from ._tasks import JobReceiver, Task
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Python 3.14 made forkserver the default on Linux for the reason we do:
+# forking a process that runs threads (the master thread, the caller's own)
+# can copy a lock some thread holds and deadlock the child. macOS cannot fork
+# safely at all, so it gets spawn, as multiprocessing does there.
+DEFAULT_START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
+
+
+class Pool(Executor):
+    """A pool of worker processes; a ``concurrent.futures.Executor``.
+
+    ``workers`` processes (one per CPU by default) each run ``init(*init_args)``
+    once before their first job; what it returns (or, for a generator
+    function, yields) is the worker's state, read in jobs with
+    ``minipool.worker_state()``. A generator ``init`` resumes after its
+    ``yield`` when the worker exits: the place to close connections and files.
+
+    ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``; the default
+    is forkserver on Linux and spawn elsewhere (see ``DEFAULT_START_METHOD``).
+    ``max_tasks_per_worker`` replaces a worker after it has run that many jobs.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        init: Callable[..., Any] | None = None,
+        init_args: Iterable[Any] = (),
+        start_method: str | None = None,
+        max_tasks_per_worker: int | None = None,
+    ) -> None:
+        self._master = Master(
+            workers=_check_workers(workers),
+            init=_pickle_init(init, init_args),
+            start_method=_check_start_method(start_method),
+            max_tasks_per_worker=_check_optional_positive(
+                "max_tasks_per_worker", max_tasks_per_worker
+            ),
+        )
+        # A pool that is dropped without shutdown() still finishes its jobs and exits.
+        weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)
+        _live_masters.add(self._master)
+
+    @property
+    def workers(self) -> int:
+        """How many worker processes the pool keeps running."""
+        return self._master.workers
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` in a worker; return its ``Future``.
+
+        Arguments are pickled here, so one that cannot be pickled raises
+        ``TypeError`` at once.
+        """
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable as fn, got {fn!r}")
+        future: Future[T] = Future()
+        first = self._master.reserve_job_ids(1)
+        try:
+            task = Task(first, dumps_function(fn), [args], kwargs or None, JobReceiver(future))
+        except Exception as error:
+            raise TypeError(
+                f"cannot send {_name(fn)} and its arguments to a worker: {error}. Pass picklable "
+                "arguments, or create the unpicklable object inside the job or in init."
+            ) from error
+        self._master.enqueue([task])
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        progress: bool = False,
+    ) -> Iterator[T]:
+        """``fn`` over the items of ``iterables`` (zipped, shortest wins), lazily.
+
+        Input is read only as workers free up, so memory stays bounded even
+        for an endless generator. ``chunksize=None`` sizes chunks from measured
+        job times. ``ordered=False`` yields results as they complete.
+        ``return_exceptions=True`` yields a failed job's exception in place of
+        its result instead of raising it. ``timeout`` counts from this call,
+        as in ``Executor.map``. ``progress=True`` draws a tqdm bar on stderr.
+        """
+        return map_jobs(
+            self._master,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=chunksize,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more jobs; finish those accepted (or cancel those not started).
+
+        Workers run their teardown and exit. With ``wait=False`` this returns at
+        once and the pool cleans up in the background.
+        """
+        self._master.shutdown(wait=wait, cancel_pending=cancel_futures)
+
+    def stop(self) -> None:
+        """Stop soon: workers finish the job in hand, tear down and exit.
+
+        Jobs not started are cancelled; ``minipool.stop_requested()`` turns
+        true inside running jobs. Returns at once; ``shutdown()`` waits.
+        """
+        self._master.stop()
+
+    @property
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's counters."""
+        return self._master.stats()
+
+
+_live_masters: weakref.WeakSet[Master] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_pools() -> None:
+    # Registered after multiprocessing's own exit handler, so it runs first
+    # (atexit is last-in, first-out) and workers are gone before that handler
+    # joins every child process.
+    for master in list(_live_masters):
+        master.stop()
+    for master in list(_live_masters):
+        if not master.join(timeout=5.0):
+            master.kill_workers()
+            master.join(timeout=5.0)
+
+
+def _check_workers(workers: Any) -> int:
+    if workers is None:
+        return _cpu_count()
+    if not isinstance(workers, int) or isinstance(workers, bool):
+        raise TypeError(
+            f"workers must be a positive integer, got {type(workers).__name__} {workers!r}; "
+            "pass workers=None for one per CPU"
+        )
+    if workers < 1:
+        raise ValueError(
+            f"workers must be at least 1, got {workers}; pass workers=None for one per CPU"
+        )
+    return workers
+
+
+def _check_optional_positive(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return value
+
+
+def _check_start_method(method: str | None) -> str:
+    available = multiprocessing.get_all_start_methods()
+    if method is None:
+        return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else available[0]
+    if method not in available:
+        raise ValueError(
+            f"start_method must be one of {', '.join(map(repr, available))} on this "
+            f"platform, got {method!r}"
+        )
+    return method
+
+
+def _pickle_init(init: Any, init_args: Any) -> bytes | None:
+    if init is None:
+        return None
+    if not callable(init):
+        raise TypeError(f"init must be a callable run once in each worker, got {init!r}")
+    if isinstance(init_args, (str, bytes)) or not isinstance(init_args, Iterable):
+        raise TypeError(f"init_args must be a tuple of arguments for init, got {init_args!r}")
+    try:
+        return cloudpickle.dumps((init, tuple(init_args)), protocol=PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as error:
+        raise TypeError(
+            f"cannot send init {_name(init)} and init_args to the workers: {error}"
+        ) from error
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1,0 +1,137 @@
+"""The master's handle on one worker process: its pipes, its in-flight tasks, its exit.
+
+Only the master thread touches a ``WorkerHandle``. The master's ends of both
+pipes are non-blocking: the master loop must never wait on one worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections import deque
+from typing import Any
+
+from . import _worker
+from ._messages import STOP, FrameReader, Outbox
+from ._shared import SharedState
+from ._tasks import Task
+
+_READ_SIZE = 1 << 20
+_SIGNAL_HINTS = {
+    signal.SIGKILL: " (often the out-of-memory killer)",
+    signal.SIGSEGV: " (a crash in native code)",
+    signal.SIGBUS: " (a crash in native code)",
+    signal.SIGABRT: " (an abort in native code)",
+}
+
+
+class WorkerHandle:
+    __slots__ = (
+        "_connections",
+        "in_flight",
+        "jobs_fd",
+        "jobs_in_flight",
+        "jobs_sent",
+        "outbox",
+        "pid",
+        "process",
+        "reader",
+        "ready",
+        "results_fd",
+        "retiring",
+        "sentinel",
+        "slot",
+    )
+
+    def __init__(
+        self,
+        ctx: Any,
+        slot: int,
+        init: bytes | None,
+        shared: SharedState,
+        master_fds: tuple[int, ...],
+    ) -> None:
+        jobs_reader, jobs_writer = ctx.Pipe(duplex=False)
+        results_reader, results_writer = ctx.Pipe(duplex=False)
+        inherited = (*master_fds, jobs_writer.fileno(), results_reader.fileno())
+        config = _worker.WorkerConfig(
+            slot, init, shared, inherited if ctx.get_start_method() == "fork" else ()
+        )
+        self.process = ctx.Process(
+            target=_worker.main,
+            args=(config, jobs_reader, results_writer),
+            name=f"minipool-worker-{slot}",
+        )
+        self.process.start()
+        self.pid: int = self.process.pid
+        self.sentinel: int = self.process.sentinel
+        jobs_reader.close()
+        results_writer.close()
+        self._connections = (jobs_writer, results_reader)
+        self.slot = slot
+        self.jobs_fd: int = jobs_writer.fileno()
+        self.results_fd: int = results_reader.fileno()
+        os.set_blocking(self.jobs_fd, False)
+        os.set_blocking(self.results_fd, False)
+        self.outbox = Outbox(self.jobs_fd)
+        self.reader = FrameReader()
+        self.in_flight: deque[Task] = deque()
+        self.jobs_in_flight = 0
+        self.jobs_sent = 0
+        self.ready = False
+        self.retiring = False
+
+    def fds(self) -> tuple[int, ...]:
+        return (self.jobs_fd, self.results_fd, self.sentinel)
+
+    def send(self, task: Task) -> None:
+        self.outbox.add_frame(task.header, task.payload)
+        self.in_flight.append(task)
+        self.jobs_in_flight += task.size
+        self.jobs_sent += task.size
+
+    def retire(self) -> None:
+        """Ask the worker to exit once it has run what it was sent."""
+        if not self.retiring:
+            self.retiring = True
+            self.outbox.add(STOP)
+
+    def flush(self) -> bool:
+        """Write what the pipe takes; True when nothing is left. A dead worker takes nothing."""
+        try:
+            return self.outbox.flush()
+        except BrokenPipeError:
+            return True  # its exit is handled through the sentinel
+
+    def read(self) -> list[tuple[int, bytes]]:
+        """Every complete frame the worker has written so far."""
+        frames: list[tuple[int, bytes]] = []
+        while True:
+            try:
+                data = os.read(self.results_fd, _READ_SIZE)
+            except BlockingIOError:
+                return frames
+            if not data:
+                return frames
+            frames += self.reader.feed(data)
+
+    def reap(self) -> int:
+        """Wait for the exited process (its sentinel fired) and release its pipes."""
+        self.process.join()
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.close()
+        exitcode = self.process.exitcode
+        self.process.close()
+        return exitcode  # type: ignore[no-any-return]
+
+    def describe_exit(self, exitcode: int) -> tuple[str, str | None]:
+        """How the process ended, in words, and the signal name if one killed it."""
+        if exitcode < 0:
+            try:
+                number = signal.Signals(-exitcode)
+            except ValueError:
+                return f"was killed by signal {-exitcode}", str(-exitcode)
+            return f"was killed by {number.name}{_SIGNAL_HINTS.get(number, '')}", number.name
+        return f"exited with code {exitcode}", None

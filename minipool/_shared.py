@@ -1,0 +1,58 @@
+"""The pool's shared memory: a stop flag, a completed-jobs counter, a slot per worker.
+
+All three are lock-free on purpose. ``multiprocessing.Event`` and a locked
+``Value`` guard themselves with a semaphore; a worker SIGKILLed while holding
+it (in ``Event.is_set()``, say) would leave it taken forever, and the master's
+next ``set()`` would hang. Here every cell has exactly one writer, and an
+aligned 8-byte store cannot be torn by a process dying:
+
+- ``stop``: written by the master, read by workers (``stop_requested()``).
+- ``completed``: written by the master as outcomes arrive; read by ``stats``
+  and progress bars.
+- ``running[w]``: written by worker slot ``w``, the id of the job it is running
+  (``IDLE`` between jobs); read by the master when that worker dies, to know
+  exactly which job of a chunk it died in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from multiprocessing.sharedctypes import RawArray, RawValue
+from typing import Any
+
+IDLE = -1
+
+
+class SharedState:
+    def __init__(self, slots: int) -> None:
+        self._stop = RawValue(ctypes.c_int8, 0)
+        self._completed = RawValue(ctypes.c_uint64, 0)
+        self._running = RawArray(ctypes.c_int64, [IDLE] * slots)
+        self._view: memoryview | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_stop": self._stop, "_completed": self._completed, "_running": self._running}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._view = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._stop.value)
+
+    def request_stop(self) -> None:
+        self._stop.value = 1
+
+    @property
+    def completed(self) -> int:
+        return int(self._completed.value)
+
+    def add_completed(self, count: int) -> None:
+        self._completed.value += count
+
+    def running_slots(self) -> memoryview:
+        """A writable ``int64`` view of the per-worker running-job slots."""
+        if self._view is None:
+            self._view = memoryview(self._running).cast("B").cast("q")
+        return self._view

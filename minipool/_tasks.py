@@ -1,0 +1,131 @@
+"""The caller side of a job: the task record the master dispatches, and where its outcome goes.
+
+A ``Task`` is one chunk (see ``_messages``) together with everything needed to
+dispatch it again: if its worker dies, the jobs in it that did not get an
+outcome go back to the queue, so the task keeps its arguments as well as their
+pickled form. A *receiver* turns outcomes into what the caller waits on: the
+``Future`` of one ``submit``, or the result of one ``map`` chunk.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from ._messages import CHUNK, Chunk, frame_header
+from ._pickling import PROTOCOL, dumps
+
+
+class Receiver(Protocol):
+    def start(self) -> bool:
+        """Called before any of its jobs is dispatched; False if the caller cancelled."""
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        """Outcomes for jobs ``offset, offset + 1, ...`` (``errors`` by position)."""
+
+    def cancel(self, reason: str) -> None:
+        """The pool stopped before these jobs ran."""
+
+
+class JobReceiver:
+    """The ``Future`` returned by ``submit``."""
+
+    __slots__ = ("_running", "future")
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
+        self._running: bool | None = None
+
+    def start(self) -> bool:
+        if self._running is None:
+            self._running = self.future.set_running_or_notify_cancel()
+        return self._running
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        if errors:
+            self.future.set_exception(errors[0])
+        else:
+            self.future.set_result(values[0])
+
+    def cancel(self, reason: str) -> None:
+        if not self.future.cancel():
+            # Already dispatched, so cancel() refuses; the job never ran, and
+            # the caller still learns so.
+            self.future.set_exception(CancelledError(reason))
+
+
+class ChunkResult(NamedTuple):
+    """The outcome of one ``map`` chunk: a value per job, errors by position."""
+
+    values: list[Any]
+    errors: dict[int, BaseException]
+
+
+class ChunkReceiver:
+    """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
+
+    __slots__ = ("_errors", "_remaining", "_running", "_values", "future", "size")
+
+    def __init__(self, size: int) -> None:
+        self.future: Future[ChunkResult] = Future()
+        self.size = size
+        self._values: list[Any] = [None] * size
+        self._errors: dict[int, BaseException] = {}
+        self._remaining = size
+        self._running: bool | None = None
+
+    def start(self) -> bool:
+        if self._running is None:
+            self._running = self.future.set_running_or_notify_cancel()
+        return self._running
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        if offset == 0 and len(values) == self.size:
+            self._values = values
+        else:
+            self._values[offset : offset + len(values)] = values
+        for position, error in errors.items():
+            self._errors[offset + position] = error
+        self._remaining -= len(values)
+        if self._remaining == 0:
+            self.future.set_result(ChunkResult(self._values, self._errors))
+
+    def cancel(self, reason: str) -> None:
+        if not self.future.done() and not self.future.cancel():
+            self.future.set_exception(CancelledError(reason))
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One chunk of jobs as the master holds it until every job has an outcome."""
+
+    first_job_id: int
+    fn: bytes
+    args: list[tuple[Any, ...]]
+    kwargs: dict[str, Any] | None
+    receiver: Receiver
+    offset: int = 0  # position of this task's first job in its receiver
+    payload: bytes = field(default=b"", repr=False)
+    header: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.payload:
+            chunk = Chunk(self.first_job_id, self.fn, self.args, self.kwargs)
+            self.payload = dumps(chunk, protocol=PROTOCOL)
+        self.header = frame_header(CHUNK, len(self.payload))
+
+    @property
+    def size(self) -> int:
+        return len(self.args)
+
+    def part(self, start: int, stop: int) -> Task:
+        """The jobs ``start:stop`` of this task as a task of their own."""
+        return Task(
+            self.first_job_id + start,
+            self.fn,
+            self.args[start:stop],
+            self.kwargs,
+            self.receiver,
+            self.offset + start,
+        )

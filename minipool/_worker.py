@@ -1,0 +1,186 @@
+"""The worker process: init, the job loop, teardown.
+
+A worker reads chunk frames from its own jobs pipe, runs each job, and writes
+outcome frames to its own results pipe. Both pipes belong to this worker
+alone, so no lock is ever shared with another process.
+
+Outcomes are batched: they are written when the worker runs out of buffered
+frames (so an idle master hears back at once) or when the oldest unsent one is
+``FLUSH_AFTER`` old (so a long chunk behind short ones does not hold their
+results back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from . import _context
+from ._messages import (
+    CHUNK,
+    INIT_FAILED,
+    OUTCOME,
+    READY,
+    Chunk,
+    ErrorInfo,
+    FrameReader,
+    Outbox,
+    Outcome,
+)
+from ._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
+from ._shared import IDLE, SharedState
+
+# Large enough to take a whole batch of small chunks in one system call.
+READ_SIZE = 1 << 20
+# Upper bound on how long a finished outcome waits for company before it is
+# sent. Shorter means more writes under load; longer delays results.
+FLUSH_AFTER = 0.002
+
+_NO_KWARGS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: int
+    init: bytes | None  # pickled (init, init_args)
+    shared: SharedState
+    # Under fork the child inherits the master's ends of every pipe; it must
+    # close them, or it would hold its own jobs pipe open and never see EOF
+    # when the master dies. Empty under spawn and forkserver.
+    inherited_fds: tuple[int, ...]
+
+
+def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
+    """Entry point of a worker process; ``jobs`` and ``results`` are its pipe ends."""
+    for fd in config.inherited_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # Ctrl-C reaches the whole process group; the caller decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    context = _context.WorkerContext(config.worker_id, config.shared)
+    _context.install(context)
+    outbox = Outbox(results.fileno())
+    try:
+        context.state, teardown = _start(config.init)
+    except BaseException as error:
+        outbox.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
+        _flush(outbox)
+        return
+    outbox.add(READY)
+    try:
+        _serve(jobs.fileno(), outbox, context)
+    finally:
+        teardown()
+
+
+def _start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
+    """Run ``init``; return the worker state and the teardown to run at exit."""
+    if init_blob is None:
+        return None, _nothing
+    init, init_args = loads(init_blob)
+    if not inspect.isgeneratorfunction(init):
+        return init(*init_args), _nothing
+    manager = contextlib.contextmanager(init)(*init_args)
+    state = manager.__enter__()
+
+    def teardown() -> None:
+        manager.__exit__(None, None, None)
+
+    return state, teardown
+
+
+def _nothing() -> None:
+    pass
+
+
+def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> None:
+    reader = FrameReader()
+    functions = FunctionCache()
+    running = context.shared.running_slots()
+    frames: deque[tuple[int, bytes]] = deque()
+    try:
+        while True:
+            if not frames:
+                _flush(outbox)
+                data = os.read(jobs_fd, READ_SIZE)
+                if not data:
+                    return  # the master is gone
+                frames.extend(reader.feed(data))
+                continue
+            kind, payload = frames.popleft()
+            if kind != CHUNK or context.shared.stop_requested:
+                return
+            chunk: Chunk = loads(payload)
+            outcome = run_chunk(chunk, functions.load(chunk.fn), running, context.worker_id)
+            outbox.add(OUTCOME, encode_outcome(outcome))
+            if perf_counter() - outbox.since > FLUSH_AFTER:
+                _flush(outbox)
+    finally:
+        _flush(outbox)
+
+
+def _flush(outbox: Outbox) -> None:
+    with contextlib.suppress(BrokenPipeError):  # the master is gone; nobody to tell
+        outbox.flush()
+
+
+def run_chunk(
+    chunk: Chunk, fn: Any, running: MutableSequence[int] | memoryview, slot: int
+) -> Outcome:
+    """Run every job of ``chunk``; each job's exception is caught and becomes its outcome.
+
+    ``running[slot]`` holds the id of the job in progress, so that whoever
+    watches this process knows which job it died in.
+    """
+    values: list[Any] = []
+    append = values.append
+    errors: dict[int, ErrorInfo] | None = None
+    kwargs = chunk.kwargs or _NO_KWARGS
+    first_job_id = chunk.first_job_id
+    started = perf_counter()
+    for position, args in enumerate(chunk.args):
+        running[slot] = first_job_id + position
+        try:
+            append(fn(*args, **kwargs))
+        except (Exception, SystemExit) as error:
+            append(None)
+            if errors is None:
+                errors = {}
+            errors[position] = error_info(error)
+    running[slot] = IDLE
+    return Outcome(first_job_id, values, errors, perf_counter() - started)
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    """Pickle ``outcome``; a result that does not pickle becomes that job's error."""
+    try:
+        return dumps(outcome, protocol=PROTOCOL)
+    except Exception:
+        return dumps(_replace_unpicklable(outcome), protocol=PROTOCOL)
+
+
+def _replace_unpicklable(outcome: Outcome) -> Outcome:
+    values = list(outcome.values)
+    errors = dict(outcome.errors or {})
+    for position, value in enumerate(values):
+        try:
+            dumps(value, protocol=PROTOCOL)
+        except Exception as error:
+            job_id = outcome.first_job_id + position
+            values[position] = None
+            info = error_info(error)
+            errors[position] = ErrorInfo(
+                info.type_name,
+                f"the result of job {job_id} (a {type(value).__qualname__}) could not be "
+                f"pickled to send it back: {info.message}. Return picklable values.",
+                info.traceback,
+                None,
+            )
+    return Outcome(outcome.first_job_id, values, errors, outcome.seconds)
