@@ -1,0 +1,26 @@
+"""Typical calls that must type-check (``mypy minipool tests/typecheck_calls.py``); not run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+import minipool
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def add(x: int, y: int, *, scale: float = 1.0) -> float:
+    return (x + y) * scale
+
+
+def typical_calls() -> None:
+    with minipool.Pool(2, init=dict, max_tasks_per_worker=100) as pool:
+        doubled: Future[int] = pool.submit(double, 3)
+        scaled: Future[float] = pool.submit(add, 1, 2, scale=0.5)
+        results: Iterator[int] = pool.map(double, range(10), ordered=False, chunksize=None)
+        stats: minipool.PoolStats = pool.stats
+        total: int = doubled.result() + sum(results) + stats.completed
+        print(total, scaled.result())
