@@ -5,9 +5,10 @@ fewer than ``2 * workers`` chunks are in flight: a consumer that stops reading
 stops the pulling, so an endless generator runs in bounded memory.
 
 With ``chunksize=None`` chunks start at one job and grow (at most ``GROWTH``
-times per chunk) towards ``TARGET_CHUNK_SECONDS`` of work, as measured by the
-workers; a sized input also caps them at a quarter of each worker's share of
-what is left, so the last chunks stay small and the workers finish together.
+times per chunk, or to ``GROWTH_FLOOR_SECONDS`` of work) towards
+``TARGET_CHUNK_SECONDS`` of work, as measured by the workers. A sized input
+also caps them at a quarter of each worker's share of what is left (but not
+below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ from ._tasks import ChunkReceiver, ChunkResult, Task
 # pickling and pipe traffic) is noise; short enough to balance work across
 # workers and to keep stop() and the progress bar prompt.
 TARGET_CHUNK_SECONDS = 0.01
+# Near the end of a sized input chunks shrink so that workers finish together,
+# but never below this much work: shorter chunks cost more in round trips
+# than they can save in balance.
+TAIL_CHUNK_SECONDS = 0.002
+# A chunk may hold at most GROWTH times the work of the one before, or
+# GROWTH_FLOOR_SECONDS of work if that is more: caution against a misleading
+# first measurement, without crawling up from one job when jobs take
+# microseconds.
 GROWTH = 4
+GROWTH_FLOOR_SECONDS = 0.001
 # How many inputs an unsized iterable (a generator) may be read ahead of the
 # consumer. Bounds memory; too small starves many workers on tiny jobs.
 MAX_AHEAD = 4096
@@ -53,10 +63,12 @@ class ChunkSizer:
         elif seconds_per_job is None:
             size = 1
         else:
-            ideal = TARGET_CHUNK_SECONDS / max(seconds_per_job, 1e-9)
-            size = int(min(ideal, self._last * GROWTH))
-        if self._fixed is None and self._remaining is not None:
-            size = min(size, math.ceil(self._remaining / (4 * self._workers)))
+            per_job = max(seconds_per_job, 1e-9)
+            growth = max(self._last * GROWTH, GROWTH_FLOOR_SECONDS / per_job)
+            size = int(min(TARGET_CHUNK_SECONDS / per_job, growth))
+            if self._remaining is not None:
+                share = math.ceil(self._remaining / (4 * self._workers))
+                size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
         size = max(1, min(size, self._cap))
         self._last = size
         if self._remaining is not None:
@@ -84,11 +96,11 @@ def map_jobs(
             "chunksize must be a positive integer, or None to size chunks automatically; "
             f"got {chunksize!r}"
         )
-    inputs = zip(
-        *(_iterate(position, it) for position, it in enumerate(iterables, 2)), strict=False
-    )
+    iterators = [_iterate(position, it) for position, it in enumerate(iterables, 2)]
+    star = len(iterators) > 1
+    inputs = zip(*iterators, strict=False) if star else iterators[0]
     total = _common_length(iterables)
-    run = _MapRun(master, fn, inputs, total, chunksize, timeout, ordered, return_exceptions)
+    run = _MapRun(master, fn, inputs, star, total, chunksize, timeout, ordered, return_exceptions)
     run.start(progress)
     return run.ordered() if ordered else run.unordered()
 
@@ -100,7 +112,8 @@ class _MapRun:
         self,
         master: Master,
         fn: Callable[..., Any],
-        inputs: Iterator[tuple[Any, ...]],
+        inputs: Iterator[Any],
+        star: bool,
         total: int | None,
         chunksize: int | None,
         timeout: float | None,
@@ -110,6 +123,7 @@ class _MapRun:
         self._master = master
         self._fn = _dumps_fn(fn)
         self._inputs = inputs
+        self._star = star
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._return_exceptions = return_exceptions
         workers = master.workers
@@ -139,24 +153,24 @@ class _MapRun:
         while not self._exhausted and len(self._window) < self._max_chunks:
             size = self._sizer.next_size(self._master.timer.seconds_per_job)
             try:
-                args = list(islice(self._inputs, size))
+                items = list(islice(self._inputs, size))
             except Exception as error:  # the caller's iterable failed: report it in order
                 self._input_error = error
-                args = []
-            if len(args) < size:
+                items = []
+            if len(items) < size:
                 self._exhausted = True
-            if args:
-                self._submit(args)
+            if items:
+                self._submit(items)
 
-    def _submit(self, args: list[tuple[Any, ...]]) -> None:
-        receiver = ChunkReceiver(len(args))
+    def _submit(self, items: list[Any]) -> None:
+        receiver = ChunkReceiver(len(items))
         if self._done is not None:
             receiver.future.add_done_callback(self._done.put)
         if self._bar is not None:
-            receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(args)))
-        first = self._master.reserve_job_ids(len(args))
+            receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
+        first = self._master.reserve_job_ids(len(items))
         self._window.append(receiver)
-        self._master.enqueue(_tasks_for(first, self._fn, args, receiver))
+        self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver))
 
     def ordered(self) -> Iterator[Any]:
         try:
@@ -164,7 +178,7 @@ class _MapRun:
                 receiver = self._window.popleft()
                 chunk = receiver.future.result(self._time_left())
                 self.fill()
-                yield from self._unpack(chunk)
+                yield from self._unpack(chunk) if chunk.errors else chunk.values
             if self._input_error is not None:
                 raise self._input_error
         finally:
@@ -180,16 +194,14 @@ class _MapRun:
                     raise FuturesTimeoutError() from None
                 self._window.remove(next(r for r in self._window if r.future is future))
                 self.fill()
-                yield from self._unpack(future.result())
+                chunk = future.result()
+                yield from self._unpack(chunk) if chunk.errors else chunk.values
             if self._input_error is not None:
                 raise self._input_error
         finally:
             self._close()
 
     def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
-        if not chunk.errors:
-            yield from chunk.values
-            return
         for position, value in enumerate(chunk.values):
             error = chunk.errors.get(position)
             if error is None:
@@ -214,17 +226,17 @@ class _MapRun:
 
 
 def _tasks_for(
-    first: int, fn: bytes, args: list[tuple[Any, ...]], receiver: ChunkReceiver
+    first: int, fn: bytes, items: list[Any], star: bool, receiver: ChunkReceiver
 ) -> list[Task]:
     """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
     try:
-        return [Task(first, fn, args, None, receiver)]
+        return [Task(first, fn, items, star, None, receiver)]
     except Exception:
         pass
     tasks = []
-    for position, job_args in enumerate(args):
+    for position, item in enumerate(items):
         try:
-            tasks.append(Task(first + position, fn, [job_args], None, receiver, position))
+            tasks.append(Task(first + position, fn, [item], star, None, receiver, position))
         except Exception as error:
             failure = TypeError(
                 f"the arguments of job {first + position} could not be pickled to send them "

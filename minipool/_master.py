@@ -307,7 +307,7 @@ class Master:
             elif kind == INIT_FAILED:
                 self._on_init_failed(worker, payload)
 
-    def _on_outcome(self, worker: WorkerHandle, payload: bytes) -> None:
+    def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         task = worker.in_flight.popleft()
         worker.jobs_in_flight -= task.size
         try:
@@ -323,7 +323,7 @@ class Master:
             }
         self._finish(task, outcome.values, errors)
 
-    def _on_init_failed(self, worker: WorkerHandle, payload: bytes) -> None:
+    def _on_init_failed(self, worker: WorkerHandle, payload: memoryview) -> None:
         cause = rebuild_exception(loads(payload))
         error = InitError(
             f"init failed in worker {worker.slot} (pid {worker.pid}): "

@@ -33,19 +33,23 @@ INIT_FAILED = 13
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Jobs ``first_job_id, first_job_id + 1, ...``: ``fn(*a, **kwargs)`` for ``a`` in ``args``.
+    """Jobs ``first_job_id, first_job_id + 1, ...``: one call of ``fn`` per item.
 
+    With ``star`` each item is a tuple of arguments, ``fn(*item, **kwargs)``;
+    without, ``fn(item)``: ``map`` over one iterable sends its items as they
+    are, which pickles several times faster than one-element tuples.
     ``fn`` stays pickled (see ``_pickling.dumps_function``) so that the worker
     can cache the function by its bytes instead of unpickling it per job.
     """
 
     first_job_id: int
     fn: bytes
-    args: list[tuple[Any, ...]]
+    items: list[Any]
+    star: bool
     kwargs: dict[str, Any] | None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Chunk, (self.first_job_id, self.fn, self.args, self.kwargs))
+        return (Chunk, (self.first_job_id, self.fn, self.items, self.star, self.kwargs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,33 +92,34 @@ def frame_header(kind: int, payload_size: int) -> bytes:
     return HEADER.pack(payload_size, kind)
 
 
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    return HEADER.pack(len(payload), kind) + payload
-
-
 class FrameReader:
     """Reassembles frames from bytes that arrive in arbitrary pieces."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_partial",)
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._partial = b""
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Add ``data``; return every ``(kind, payload)`` now complete, in order."""
-        buffer = self._buffer
-        buffer += data
+    def feed(self, data: bytes) -> list[tuple[int, memoryview]]:
+        """Add ``data``; return every ``(kind, payload)`` now complete, in order.
+
+        Payloads are views into the bytes read, not copies: ``pickle.loads``
+        takes them as they are.
+        """
+        if self._partial:
+            data = self._partial + data
+        view = memoryview(data)
         frames = []
         position = 0
-        end = len(buffer)
+        end = len(data)
         while end - position >= HEADER.size:
-            size, kind = HEADER.unpack_from(buffer, position)
+            size, kind = HEADER.unpack_from(data, position)
             start = position + HEADER.size
             if end - start < size:
                 break
-            frames.append((kind, bytes(buffer[start : start + size])))
+            frames.append((kind, view[start : start + size]))
             position = start + size
-        del buffer[:position]
+        self._partial = data[position:]
         return frames
 
 

@@ -80,7 +80,9 @@ class Pool(Executor):
         future: Future[T] = Future()
         first = self._master.reserve_job_ids(1)
         try:
-            task = Task(first, dumps_function(fn), [args], kwargs or None, JobReceiver(future))
+            task = Task(
+                first, dumps_function(fn), [args], True, kwargs or None, JobReceiver(future)
+            )
         except Exception as error:
             raise TypeError(
                 f"cannot send {_name(fn)} and its arguments to a worker: {error}. Pass picklable "

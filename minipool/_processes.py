@@ -104,9 +104,9 @@ class WorkerHandle:
         except BrokenPipeError:
             return True  # its exit is handled through the sentinel
 
-    def read(self) -> list[tuple[int, bytes]]:
+    def read(self) -> list[tuple[int, memoryview]]:
         """Every complete frame the worker has written so far."""
-        frames: list[tuple[int, bytes]] = []
+        frames: list[tuple[int, memoryview]] = []
         while True:
             try:
                 data = os.read(self.results_fd, _READ_SIZE)

@@ -102,7 +102,8 @@ class Task:
 
     first_job_id: int
     fn: bytes
-    args: list[tuple[Any, ...]]
+    items: list[Any]
+    star: bool
     kwargs: dict[str, Any] | None
     receiver: Receiver
     offset: int = 0  # position of this task's first job in its receiver
@@ -111,20 +112,21 @@ class Task:
 
     def __post_init__(self) -> None:
         if not self.payload:
-            chunk = Chunk(self.first_job_id, self.fn, self.args, self.kwargs)
+            chunk = Chunk(self.first_job_id, self.fn, self.items, self.star, self.kwargs)
             self.payload = dumps(chunk, protocol=PROTOCOL)
         self.header = frame_header(CHUNK, len(self.payload))
 
     @property
     def size(self) -> int:
-        return len(self.args)
+        return len(self.items)
 
     def part(self, start: int, stop: int) -> Task:
         """The jobs ``start:stop`` of this task as a task of their own."""
         return Task(
             self.first_job_id + start,
             self.fn,
-            self.args[start:stop],
+            self.items[start:stop],
+            self.star,
             self.kwargs,
             self.receiver,
             self.offset + start,

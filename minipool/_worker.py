@@ -19,6 +19,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
+from itertools import count
 from time import perf_counter
 from typing import Any
 
@@ -42,8 +43,6 @@ READ_SIZE = 1 << 20
 # Upper bound on how long a finished outcome waits for company before it is
 # sent. Shorter means more writes under load; longer delays results.
 FLUSH_AFTER = 0.002
-
-_NO_KWARGS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> Non
     reader = FrameReader()
     functions = FunctionCache()
     running = context.shared.running_slots()
-    frames: deque[tuple[int, bytes]] = deque()
+    frames: deque[tuple[int, memoryview]] = deque()
     try:
         while True:
             if not frames:
@@ -142,20 +141,26 @@ def run_chunk(
     values: list[Any] = []
     append = values.append
     errors: dict[int, ErrorInfo] | None = None
-    kwargs = chunk.kwargs or _NO_KWARGS
+    call = _star_call(fn, chunk.kwargs) if chunk.star else fn
     first_job_id = chunk.first_job_id
     started = perf_counter()
-    for position, args in enumerate(chunk.args):
-        running[slot] = first_job_id + position
+    for job_id, item in zip(count(first_job_id), chunk.items):
+        running[slot] = job_id
         try:
-            append(fn(*args, **kwargs))
+            append(call(item))
         except (Exception, SystemExit) as error:
-            append(None)
             if errors is None:
                 errors = {}
-            errors[position] = error_info(error)
+            errors[len(values)] = error_info(error)
+            append(None)
     running[slot] = IDLE
     return Outcome(first_job_id, values, errors, perf_counter() - started)
+
+
+def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, ...]], Any]:
+    if kwargs:
+        return lambda args: fn(*args, **kwargs)
+    return lambda args: fn(*args)
 
 
 def encode_outcome(outcome: Outcome) -> bytes:
