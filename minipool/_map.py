@@ -77,6 +77,7 @@ class ChunkSizer:
 
 
 def map_jobs(
+    owner: object,
     master: Master,
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
@@ -101,12 +102,17 @@ def map_jobs(
     inputs = zip(*iterators, strict=False) if star else iterators[0]
     total = _common_length(iterables)
     run = _MapRun(master, fn, inputs, star, total, chunksize, timeout, ordered, return_exceptions)
+    # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
+    # alive, or its finalizer would shut it down under the consumer.
+    run.owner = owner
     run.start(progress)
     return run.ordered() if ordered else run.unordered()
 
 
 class _MapRun:
     """The state of one ``map`` call, driven by the consumer's ``next()``."""
+
+    owner: object = None
 
     def __init__(
         self,

@@ -111,6 +111,7 @@ class Pool(Executor):
         as in ``Executor.map``. ``progress=True`` draws a tqdm bar on stderr.
         """
         return map_jobs(
+            self,
             self._master,
             fn,
             iterables,
