@@ -4,9 +4,11 @@ The input is pulled in the caller's thread, a chunk at a time, and only while
 fewer than ``2 * workers`` chunks are in flight: a consumer that stops reading
 stops the pulling, so an endless generator runs in bounded memory.
 
-With ``chunksize=None`` chunks start at one job and grow (at most ``GROWTH``
-times per chunk, or to ``GROWTH_FLOOR_SECONDS`` of work) towards
-``TARGET_CHUNK_SECONDS`` of work, as measured by the workers. A sized input
+With ``chunksize=None`` the first chunks hold one job each; every later chunk
+is sized to run ``TARGET_CHUNK_SECONDS``, at the time per job the workers
+measured on the chunk that finished last. (A cap on growth per step was
+tried: it only added round trips, since a one-job chunk overstates the time
+per job and errs towards small chunks anyway.) A sized input
 also caps them at a quarter of each worker's share of what is left (but not
 below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
 """
@@ -17,12 +19,12 @@ import math
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import partial
-from itertools import islice
-from typing import Any
+from itertools import chain, islice
+from typing import Any, cast
 
 from ._master import Master
 from ._pickling import dumps_function
@@ -37,40 +39,45 @@ TARGET_CHUNK_SECONDS = 0.01
 # but never below this much work: shorter chunks cost more in round trips
 # than they can save in balance.
 TAIL_CHUNK_SECONDS = 0.002
-# A chunk may hold at most GROWTH times the work of the one before, or
-# GROWTH_FLOOR_SECONDS of work if that is more: caution against a misleading
-# first measurement, without crawling up from one job when jobs take
-# microseconds.
-GROWTH = 4
-GROWTH_FLOOR_SECONDS = 0.001
-# How many inputs an unsized iterable (a generator) may be read ahead of the
-# consumer. Bounds memory; too small starves many workers on tiny jobs.
+# How many inputs of an unsized iterable (a generator) may be in flight; the
+# chunk being handed to the consumer adds at most MAX_AHEAD / (2 * workers).
+# Bounds memory; too small starves many workers on tiny jobs.
 MAX_AHEAD = 4096
 CHUNKS_PER_WORKER = 2
 
 
 class ChunkSizer:
+    """Sizes each chunk of one ``map`` from the last chunk that finished."""
+
     def __init__(self, chunksize: int | None, workers: int, total: int | None, cap: int) -> None:
         self._fixed = chunksize
         self._workers = workers
         self._remaining = total
         self._cap = cap
-        self._last = 1
+        # (jobs, seconds) of the chunk that finished last. The latest sample,
+        # not an average: a first one-job chunk overstates the time per job
+        # many times over (fixed costs), and an average would remember that.
+        self._latest: tuple[int, float] | None = None
 
-    def next_size(self, seconds_per_job: float | None) -> int:
+    def observe(self, future: Future[ChunkResult]) -> None:
+        """Done callback of each chunk (runs in the master thread)."""
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            self._latest = (len(result.values), result.seconds)
+
+    def next_size(self) -> int:
         if self._fixed is not None:
             size = self._fixed
-        elif seconds_per_job is None:
+        elif self._latest is None:
             size = 1
         else:
-            per_job = max(seconds_per_job, 1e-9)
-            growth = max(self._last * GROWTH, GROWTH_FLOOR_SECONDS / per_job)
-            size = int(min(TARGET_CHUNK_SECONDS / per_job, growth))
+            jobs, seconds = self._latest
+            per_job = max(seconds / jobs, 1e-9)
+            size = int(TARGET_CHUNK_SECONDS / per_job)
             if self._remaining is not None:
                 share = math.ceil(self._remaining / (4 * self._workers))
                 size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
         size = max(1, min(size, self._cap))
-        self._last = size
         if self._remaining is not None:
             self._remaining = max(0, self._remaining - size)
         return size
@@ -106,7 +113,7 @@ def map_jobs(
     # alive, or its finalizer would shut it down under the consumer.
     run.owner = owner
     run.start(progress)
-    return run.ordered() if ordered else run.unordered()
+    return run.results()
 
 
 class _MapRun:
@@ -157,19 +164,24 @@ class _MapRun:
     def fill(self) -> None:
         """Pull and submit chunks until the window is full or the input ends."""
         while not self._exhausted and len(self._window) < self._max_chunks:
-            size = self._sizer.next_size(self._master.timer.seconds_per_job)
-            try:
-                items = list(islice(self._inputs, size))
-            except Exception as error:  # the caller's iterable failed: report it in order
-                self._input_error = error
-                items = []
-            if len(items) < size:
-                self._exhausted = True
+            items = self._pull(self._sizer.next_size())
             if items:
                 self._submit(items)
 
+    def _pull(self, size: int) -> list[Any]:
+        """Up to ``size`` inputs; if the input raises, what came before it still runs."""
+        items: list[Any] = []
+        try:
+            items.extend(islice(self._inputs, size))  # keeps what it got before a raise
+        except Exception as error:  # the caller's iterable failed: raise it in its place
+            self._input_error = error
+        if len(items) < size:
+            self._exhausted = True
+        return items
+
     def _submit(self, items: list[Any]) -> None:
         receiver = ChunkReceiver(len(items))
+        receiver.future.add_done_callback(self._sizer.observe)
         if self._done is not None:
             receiver.future.add_done_callback(self._done.put)
         if self._bar is not None:
@@ -178,34 +190,33 @@ class _MapRun:
         self._window.append(receiver)
         self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver))
 
-    def ordered(self) -> Iterator[Any]:
+    def results(self) -> MapIterator:
+        chunks = self._chunks()
+        iterator = cast(MapIterator, MapIterator.from_iterable(chunks))
+        iterator.chunks = chunks
+        return iterator
+
+    def _chunks(self) -> Generator[Iterable[Any], None, None]:
         try:
             while self._window:
-                receiver = self._window.popleft()
-                chunk = receiver.future.result(self._time_left())
+                chunk = self._next_finished()
                 self.fill()
-                yield from self._unpack(chunk) if chunk.errors else chunk.values
+                yield self._unpack(chunk) if chunk.errors else chunk.values
             if self._input_error is not None:
                 raise self._input_error
         finally:
             self._close()
 
-    def unordered(self) -> Iterator[Any]:
-        assert self._done is not None
+    def _next_finished(self) -> ChunkResult:
+        """The next chunk in input order, or in completion order for ``ordered=False``."""
+        if self._done is None:
+            return self._window.popleft().future.result(self._time_left())
         try:
-            while self._window:
-                try:
-                    future = self._done.get(timeout=self._time_left())
-                except queue.Empty:
-                    raise FuturesTimeoutError() from None
-                self._window.remove(next(r for r in self._window if r.future is future))
-                self.fill()
-                chunk = future.result()
-                yield from self._unpack(chunk) if chunk.errors else chunk.values
-            if self._input_error is not None:
-                raise self._input_error
-        finally:
-            self._close()
+            future = self._done.get(timeout=self._time_left())
+        except queue.Empty:
+            raise FuturesTimeoutError() from None
+        self._window.remove(next(r for r in self._window if r.future is future))
+        return future.result()
 
     def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
         for position, value in enumerate(chunk.values):
@@ -231,6 +242,20 @@ class _MapRun:
             self._bar.close()
 
 
+class MapIterator(chain):  # type: ignore[type-arg]
+    """What ``Pool.map`` returns: an iterator with a generator's ``close()``.
+
+    A generator step per chunk, not per result: ``chain`` hands out the values
+    of each chunk from C, several times faster than a ``yield`` per value.
+    """
+
+    chunks: Generator[Iterable[Any], None, None]
+
+    def close(self) -> None:
+        """Stop: cancel the chunks not started; the pool stays usable."""
+        self.chunks.close()
+
+
 def _tasks_for(
     first: int, fn: bytes, items: list[Any], star: bool, receiver: ChunkReceiver
 ) -> list[Task]:
@@ -249,7 +274,7 @@ def _tasks_for(
                 f"to a worker: {error}"
             )
             failure.__cause__ = error
-            receiver.deliver(position, [None], {0: failure})
+            receiver.deliver(position, [None], {0: failure}, 0.0)
     return tasks
 
 

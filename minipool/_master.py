@@ -321,7 +321,7 @@ class Master:
             errors = {
                 position: rebuild_exception(info) for position, info in outcome.errors.items()
             }
-        self._finish(task, outcome.values, errors)
+        self._finish(task, outcome.values, errors, outcome.seconds)
 
     def _on_init_failed(self, worker: WorkerHandle, payload: memoryview) -> None:
         cause = rebuild_exception(loads(payload))
@@ -399,10 +399,17 @@ class Master:
 
     # ---- outcomes ------------------------------------------------------------------
 
-    def _finish(self, task: Task, values: list[Any], errors: dict[int, BaseException]) -> None:
-        task.receiver.deliver(task.offset, values, errors)
+    def _finish(
+        self,
+        task: Task,
+        values: list[Any],
+        errors: dict[int, BaseException],
+        seconds: float = 0.0,
+    ) -> None:
+        # Count first: a done-callback or a woken caller must see the job counted.
         self._counts["failed"] += len(errors)
         self._shared.add_completed(task.size)
+        task.receiver.deliver(task.offset, values, errors, seconds)
 
     def _fail(self, task: Task, error: BaseException) -> None:
         if task.receiver.start():

@@ -21,8 +21,13 @@ class Receiver(Protocol):
     def start(self) -> bool:
         """Called before any of its jobs is dispatched; False if the caller cancelled."""
 
-    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
-        """Outcomes for jobs ``offset, offset + 1, ...`` (``errors`` by position)."""
+    def deliver(
+        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+    ) -> None:
+        """Outcomes for jobs ``offset, offset + 1, ...`` (``errors`` by position).
+
+        ``seconds`` is how long the worker took to run them.
+        """
 
     def cancel(self, reason: str) -> None:
         """The pool stopped before these jobs ran."""
@@ -42,7 +47,9 @@ class JobReceiver:
             self._running = self.future.set_running_or_notify_cancel()
         return self._running
 
-    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+    def deliver(
+        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+    ) -> None:
         if errors:
             self.future.set_exception(errors[0])
         else:
@@ -56,16 +63,17 @@ class JobReceiver:
 
 
 class ChunkResult(NamedTuple):
-    """The outcome of one ``map`` chunk: a value per job, errors by position."""
+    """The outcome of one ``map`` chunk: a value per job, errors by position, run time."""
 
     values: list[Any]
     errors: dict[int, BaseException]
+    seconds: float
 
 
 class ChunkReceiver:
     """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
 
-    __slots__ = ("_errors", "_remaining", "_running", "_values", "future", "size")
+    __slots__ = ("_errors", "_remaining", "_running", "_seconds", "_values", "future", "size")
 
     def __init__(self, size: int) -> None:
         self.future: Future[ChunkResult] = Future()
@@ -73,6 +81,7 @@ class ChunkReceiver:
         self._values: list[Any] = [None] * size
         self._errors: dict[int, BaseException] = {}
         self._remaining = size
+        self._seconds = 0.0
         self._running: bool | None = None
 
     def start(self) -> bool:
@@ -80,7 +89,10 @@ class ChunkReceiver:
             self._running = self.future.set_running_or_notify_cancel()
         return self._running
 
-    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+    def deliver(
+        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+    ) -> None:
+        self._seconds += seconds
         if offset == 0 and len(values) == self.size:
             self._values = values
         else:
@@ -89,7 +101,7 @@ class ChunkReceiver:
             self._errors[offset + position] = error
         self._remaining -= len(values)
         if self._remaining == 0:
-            self.future.set_result(ChunkResult(self._values, self._errors))
+            self.future.set_result(ChunkResult(self._values, self._errors, self._seconds))
 
     def cancel(self, reason: str) -> None:
         if not self.future.done() and not self.future.cancel():
