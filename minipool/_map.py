@@ -31,6 +31,9 @@ from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._tasks import ChunkReceiver, ChunkResult, Task
 
+# Jobs measured faster than this run untracked (see _messages.Chunk): tracking
+# would cost more than 1% of their time.
+UNTRACKED_BELOW_SECONDS = 5e-6
 # Long enough that the fixed cost of a chunk (a few hundred microseconds of
 # pickling and pipe traffic) is noise; short enough to balance work across
 # workers and to keep stop() and the progress bar prompt.
@@ -40,10 +43,10 @@ TARGET_CHUNK_SECONDS = 0.01
 # than they can save in balance.
 TAIL_CHUNK_SECONDS = 0.002
 # How many inputs of an unsized iterable (a generator) may be in flight; the
-# chunk being handed to the consumer adds at most MAX_AHEAD / (2 * workers).
+# chunk being handed to the consumer adds at most MAX_AHEAD / (4 * workers).
 # Bounds memory; too small starves many workers on tiny jobs.
 MAX_AHEAD = 4096
-CHUNKS_PER_WORKER = 2
+CHUNKS_PER_WORKER = 4
 
 
 class ChunkSizer:
@@ -64,6 +67,17 @@ class ChunkSizer:
         if not future.cancelled() and future.exception() is None:
             result = future.result()
             self._latest = (len(result.values), result.seconds)
+
+    @property
+    def measured(self) -> bool:
+        return self._fixed is not None or self._latest is not None
+
+    @property
+    def jobs_are_tiny(self) -> bool:
+        if self._latest is None:
+            return False
+        jobs, seconds = self._latest
+        return seconds / jobs < UNTRACKED_BELOW_SECONDS
 
     def next_size(self) -> int:
         if self._fixed is not None:
@@ -163,7 +177,10 @@ class _MapRun:
 
     def fill(self) -> None:
         """Pull and submit chunks until the window is full or the input ends."""
-        while not self._exhausted and len(self._window) < self._max_chunks:
+        # Until a chunk has been timed, one one-job chunk per worker: more of
+        # them would only delay the well-sized chunks behind them.
+        limit = self._max_chunks if self._sizer.measured else self._master.workers
+        while not self._exhausted and len(self._window) < limit:
             items = self._pull(self._sizer.next_size())
             if items:
                 self._submit(items)
@@ -188,7 +205,8 @@ class _MapRun:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
         self._window.append(receiver)
-        self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver))
+        tracked = not self._sizer.jobs_are_tiny
+        self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver, tracked))
 
     def results(self) -> MapIterator:
         chunks = self._chunks()
@@ -257,11 +275,11 @@ class MapIterator(chain):  # type: ignore[type-arg]
 
 
 def _tasks_for(
-    first: int, fn: bytes, items: list[Any], star: bool, receiver: ChunkReceiver
+    first: int, fn: bytes, items: list[Any], star: bool, receiver: ChunkReceiver, tracked: bool
 ) -> list[Task]:
     """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
     try:
-        return [Task(first, fn, items, star, None, receiver)]
+        return [Task(first, fn, items, star, None, receiver, 0, tracked)]
     except Exception:
         pass
     tasks = []

@@ -376,26 +376,18 @@ class Master:
                 task.receiver.cancel("the pool was stopped before this job started")
             return
         culprit, position = _locate(tasks, job_id)
-        for index, task in enumerate(reversed(tasks)):
-            if len(tasks) - 1 - index != culprit:
-                self._pending.appendleft(task)
-                continue
-            for part in (task.part(position + 1, task.size), task.part(0, position)):
-                if part.size:
-                    self._pending.appendleft(part)
-        task = tasks[culprit]
-        how, signal_name = worker.describe_exit(exitcode)
-        crashed_job = task.first_job_id + position
-        error = WorkerCrashed(
-            f"worker {worker.slot} (pid {worker.pid}) {how} while running job {crashed_job}; "
-            "the pool replaced it and runs on",
-            job_id=crashed_job,
-            worker_id=worker.slot,
-            pid=worker.pid,
-            exitcode=exitcode,
-            signal=signal_name,
-        )
-        self._finish(task.part(position, position + 1), [None], {0: error})
+        suspect = tasks[culprit]
+        if not suspect.tracked:
+            # Which of its jobs killed the worker is unknown: they all run
+            # again, tracked, and a job that crashes again is pinned down then.
+            tasks[culprit] = suspect.part(0, suspect.size, tracked=True)
+            self._pending.extendleft(reversed(tasks))
+            return
+        before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
+        requeue = [*tasks[:culprit], before, after, *tasks[culprit + 1 :]]
+        self._pending.extendleft(task for task in reversed(requeue) if task.size)
+        error = _crash_error(worker, exitcode, suspect.first_job_id + position)
+        self._finish(suspect.part(position, position + 1), [None], {0: error})
 
     # ---- outcomes ------------------------------------------------------------------
 
@@ -469,6 +461,19 @@ def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:
         if task.first_job_id <= job_id < task.first_job_id + task.size:
             return index, job_id - task.first_job_id
     return 0, 0
+
+
+def _crash_error(worker: WorkerHandle, exitcode: int, job_id: int) -> WorkerCrashed:
+    how, signal_name = worker.describe_exit(exitcode)
+    return WorkerCrashed(
+        f"worker {worker.slot} (pid {worker.pid}) {how} while running job {job_id}; "
+        "the pool replaced it and runs on",
+        job_id=job_id,
+        worker_id=worker.slot,
+        pid=worker.pid,
+        exitcode=exitcode,
+        signal=signal_name,
+    )
 
 
 def _unreadable_results(task: Task, error: Exception) -> PoolError:

@@ -119,12 +119,15 @@ class Task:
     kwargs: dict[str, Any] | None
     receiver: Receiver
     offset: int = 0  # position of this task's first job in its receiver
+    tracked: bool = True  # see _messages.Chunk
     payload: bytes = field(default=b"", repr=False)
     header: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not self.payload:
-            chunk = Chunk(self.first_job_id, self.fn, self.items, self.star, self.kwargs)
+            chunk = Chunk(
+                self.first_job_id, self.fn, self.items, self.star, self.kwargs, self.tracked
+            )
             self.payload = dumps(chunk, protocol=PROTOCOL)
         self.header = frame_header(CHUNK, len(self.payload))
 
@@ -132,7 +135,7 @@ class Task:
     def size(self) -> int:
         return len(self.items)
 
-    def part(self, start: int, stop: int) -> Task:
+    def part(self, start: int, stop: int, *, tracked: bool | None = None) -> Task:
         """The jobs ``start:stop`` of this task as a task of their own."""
         return Task(
             self.first_job_id + start,
@@ -142,4 +145,5 @@ class Task:
             self.kwargs,
             self.receiver,
             self.offset + start,
+            self.tracked if tracked is None else tracked,
         )

@@ -135,26 +135,35 @@ def run_chunk(
 ) -> Outcome:
     """Run every job of ``chunk``; each job's exception is caught and becomes its outcome.
 
-    ``running[slot]`` holds the id of the job in progress, so that whoever
-    watches this process knows which job it died in.
+    ``running[slot]`` holds the id of the job in progress (of the chunk's
+    first job, if the chunk is not tracked), so that whoever watches this
+    process knows which job it died in.
     """
     values: list[Any] = []
-    append = values.append
-    errors: dict[int, ErrorInfo] | None = None
+    errors: dict[int, ErrorInfo] = {}
     call = _star_call(fn, chunk.kwargs) if chunk.star else fn
-    first_job_id = chunk.first_job_id
     started = perf_counter()
-    for job_id, item in zip(count(first_job_id), chunk.items):
-        running[slot] = job_id
-        try:
-            append(call(item))
-        except (Exception, SystemExit) as error:
-            if errors is None:
-                errors = {}
-            errors[len(values)] = error_info(error)
-            append(None)
+    if chunk.tracked:
+        append = values.append
+        for job_id, item in zip(count(chunk.first_job_id), chunk.items):
+            running[slot] = job_id
+            try:
+                append(call(item))
+            except (Exception, SystemExit) as error:
+                errors[len(values)] = error_info(error)
+                append(None)
+    else:
+        running[slot] = chunk.first_job_id
+        calls = map(call, chunk.items)
+        while True:
+            try:
+                values.extend(calls)  # keeps the values before a job that raises
+                break
+            except (Exception, SystemExit) as error:
+                errors[len(values)] = error_info(error)
+                values.append(None)  # map() resumes with the next job
     running[slot] = IDLE
-    return Outcome(first_job_id, values, errors, perf_counter() - started)
+    return Outcome(chunk.first_job_id, values, errors or None, perf_counter() - started)
 
 
 def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, ...]], Any]:

@@ -1,0 +1,313 @@
+"""Job and init functions the tests send to workers.
+
+They live in an importable module (not in test files) so that every start
+method can find them by reference. Jobs that wait do so on a file the test
+creates, always with a deadline, so that a broken test cannot hang a worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import multiprocessing
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from helpers import wait_for, wait_for_path
+
+import minipool
+
+# How long a job waits for the test to release it before it gives up; far
+# below the per-test timeout, far above anything a passing test needs.
+RELEASE_TIMEOUT = 20.0
+
+
+# ---- plain jobs --------------------------------------------------------------------
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def add3(a: int, b: int, c: int) -> int:
+    return a + b + c
+
+
+def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def getppid() -> int:
+    return os.getppid()
+
+
+def sleep_then_return(seconds: float, value: Any) -> Any:
+    """A job that takes ``seconds`` of (simulated) work."""
+    time.sleep(seconds)
+    return value
+
+
+def square_and_pid(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def raise_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+def fail_on_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd: {x}")
+    return x
+
+
+def make_closure(offset: int) -> Any:
+    def shifted(x: int) -> int:
+        return x + offset
+
+    return shifted
+
+
+class Multiplier:
+    """A callable object: ``Multiplier(3)(x) == 3 * x``."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __call__(self, x: int) -> int:
+        return self.factor * x
+
+
+# ---- jobs that wait for the test -----------------------------------------------------
+
+
+def block_until_released(started: str, release: str, value: Any = None) -> Any:
+    """Mark ``started``, then wait for the test to create ``release``; return ``value``."""
+    Path(started).touch()
+    wait_for_path(release, RELEASE_TIMEOUT)
+    return value
+
+
+def write_marker(directory: str, name: str) -> str:
+    """Leave ``directory/name`` behind as proof that this job ran."""
+    Path(directory, name).touch()
+    return name
+
+
+def loop_until_stop_requested(started: str) -> bool:
+    """Mark ``started``, then run until ``minipool.stop_requested()``; True if it came."""
+    Path(started).touch()
+    return wait_for(minipool.stop_requested, RELEASE_TIMEOUT)
+
+
+def stop_requested_now() -> bool:
+    return minipool.stop_requested()
+
+
+# ---- jobs that kill their worker -------------------------------------------------------
+
+
+def kill_self_with_signal(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    # The signal may land a moment later; never return a result meanwhile.
+    wait_for(lambda: False, RELEASE_TIMEOUT)
+
+
+def os_exit(code: int) -> None:
+    os._exit(code)
+
+
+def segfault() -> None:
+    # Under fork the worker inherits pytest's faulthandler, which would print
+    # a Python traceback for this deliberate crash into the test output.
+    faulthandler.disable()
+    ctypes.string_at(0)
+
+
+def die_on_5(x: int) -> int:
+    if x == 5:
+        kill_self_with_signal(signal.SIGKILL)
+    return x * x
+
+
+# ---- results and exceptions that cannot travel ----------------------------------------
+
+
+def die_at_30000(x: int) -> int:
+    """Tiny enough to run in untracked chunks; SIGKILLs its worker at x == 30000."""
+    if x == 30_000:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x + 1
+
+
+def return_lock() -> Any:
+    return threading.Lock()
+
+
+def return_lambda() -> Any:
+    return lambda: None
+
+
+class UnpicklableError(Exception):
+    """An exception that holds a lock, so pickling it fails."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable_exception() -> None:
+    raise UnpicklableError("holds a lock")
+
+
+class TwoArgumentError(Exception):
+    """Pickles, but cannot be rebuilt: ``__init__`` wants two arguments (CPython gh-79492)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"code {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def raise_two_argument_error() -> None:
+    raise TwoArgumentError(7, "custom __init__")
+
+
+# ---- init and teardown ---------------------------------------------------------------
+
+
+def init_value(value: Any) -> Any:
+    return value
+
+
+def read_state() -> Any:
+    return minipool.worker_state()
+
+
+def init_with_markers(directory: str) -> Iterator[dict[str, Any]]:
+    """A generator init: one ``init-<pid>`` line at start, one ``teardown-<pid>`` at exit."""
+    pid = os.getpid()
+    _append_line(Path(directory, f"init-{pid}"))
+    yield {"pid": pid}
+    _append_line(Path(directory, f"teardown-{pid}"))
+
+
+def _append_line(path: Path) -> None:
+    with path.open("a") as file:
+        file.write("x\n")
+
+
+def state_pid() -> tuple[int, int]:
+    """The pid the init recorded in the state, and the pid running the job."""
+    return minipool.worker_state()["pid"], os.getpid()
+
+
+class InitFailure(Exception):
+    pass
+
+
+def init_raises(message: str, release: str | None = None) -> None:
+    """Fail init, once ``release`` exists if given (so the test can queue jobs first)."""
+    if release is not None:
+        wait_for_path(release, RELEASE_TIMEOUT)
+    raise InitFailure(message)
+
+
+def init_exits(code: int, release: str) -> None:
+    """End the worker process from init, once ``release`` exists."""
+    wait_for_path(release, RELEASE_TIMEOUT)
+    os._exit(code)
+
+
+# ---- SQLite ------------------------------------------------------------------------------
+
+
+class RowWriter:
+    """One worker's connection to the shared database; rows are written in small batches."""
+
+    BATCH = 50
+
+    def __init__(self, path: str) -> None:
+        self.connection = sqlite3.connect(path, timeout=30.0)
+        self.connection.execute("PRAGMA busy_timeout=30000")
+        # The database was created in WAL mode (persistent); switching modes
+        # here would race the other workers for an exclusive lock.
+        (mode,) = self.connection.execute("PRAGMA journal_mode").fetchone()
+        if mode != "wal":
+            raise RuntimeError(f"expected a WAL database, found journal_mode={mode}")
+        self.rows: list[tuple[int, int]] = []
+
+    def insert(self, value: int) -> None:
+        self.rows.append((value, os.getpid()))
+        if len(self.rows) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.connection:  # one transaction, committed on exit
+            self.connection.executemany("INSERT INTO items VALUES (?, ?)", self.rows)
+        self.rows.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.connection.close()
+
+
+def open_row_writer(path: str) -> Iterator[RowWriter]:
+    writer = RowWriter(path)
+    yield writer
+    writer.close()
+
+
+def insert_row(value: int) -> int:
+    minipool.worker_state().insert(value)
+    return value
+
+
+# ---- values that pickle in the worker but do not unpickle in the caller -------------------
+
+
+def _rebuild_in_workers_only(cls: type, args: tuple[Any, ...]) -> Any:
+    if multiprocessing.parent_process() is None:  # the caller: the test process
+        raise RuntimeError(f"{cls.__name__} cannot be unpickled in the caller")
+    return cls(*args)
+
+
+class WorkerOnlyValue:
+    """A result that unpickles in worker processes but not in the caller."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_in_workers_only, (WorkerOnlyValue, ()))
+
+
+def return_worker_only_value() -> WorkerOnlyValue:
+    return WorkerOnlyValue()
+
+
+class WorkerOnlyError(Exception):
+    """An exception that unpickles in worker processes but not in the caller."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_in_workers_only, (WorkerOnlyError, self.args))
+
+
+def raise_worker_only_error() -> None:
+    raise WorkerOnlyError("only workers can rebuild me")
+
+
+def system_exit(code: int) -> None:
+    sys.exit(code)

@@ -1,0 +1,230 @@
+"""Every way a job can fail, under every start method; after each, the pool still runs jobs.
+
+One table of cases (after loky's ``crash_cases``): the job raises, its result
+or exception does not pickle or does not unpickle in the caller, or its
+worker dies (a signal, ``os._exit``, a segfault). Each case checks the error
+the caller gets and then that the same pool runs another job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jobs
+import pytest
+from helpers import wait_for
+
+import minipool
+
+MakePool = Callable[..., minipool.Pool]
+
+
+@dataclass(frozen=True)
+class Case:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    error: type[BaseException]
+    match: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    # Text the worker traceback (the error's RemoteTraceback cause) must hold;
+    # None where no worker traceback exists (a crash, a failure in the caller).
+    traceback: str | None = None
+    crashes: bool = False
+
+
+CASES = {
+    "raise": Case(
+        jobs.raise_value_error, ("plain",), ValueError, "plain", traceback="raise_value_error"
+    ),
+    "sys-exit": Case(jobs.system_exit, (2,), SystemExit, "2", traceback="system_exit"),
+    "result-does-not-pickle": Case(
+        jobs.return_lock,
+        (),
+        minipool.RemoteError,
+        "could not be pickled",
+        {"type_name": "TypeError"},
+        traceback="cannot pickle '_thread.lock' object",
+    ),
+    "lambda-result": Case(
+        jobs.return_lambda, (), minipool.RemoteError, "could not be pickled", traceback="lambda"
+    ),
+    "result-does-not-unpickle": Case(
+        jobs.return_worker_only_value, (), minipool.RemoteError, "could not be unpickled"
+    ),
+    "exception-does-not-pickle": Case(
+        jobs.raise_unpicklable_exception,
+        (),
+        minipool.RemoteError,
+        "holds a lock",
+        {"type_name": "UnpicklableError"},
+        traceback="raise_unpicklable_exception",
+    ),
+    "exception-does-not-rebuild-gh-79492": Case(
+        jobs.raise_two_argument_error,
+        (),
+        minipool.RemoteError,
+        "code 7: custom __init__",
+        {"type_name": "TwoArgumentError"},
+        traceback="raise_two_argument_error",
+    ),
+    "exception-does-not-unpickle": Case(
+        jobs.raise_worker_only_error,
+        (),
+        minipool.RemoteError,
+        "only workers can rebuild me",
+        {"type_name": "WorkerOnlyError"},
+        traceback="raise_worker_only_error",
+    ),
+    "sigkill": Case(
+        jobs.kill_self_with_signal,
+        (signal.SIGKILL,),
+        minipool.WorkerCrashed,
+        "killed by SIGKILL",
+        {"signal": "SIGKILL", "exitcode": -signal.SIGKILL},
+        crashes=True,
+    ),
+    "sigterm": Case(
+        jobs.kill_self_with_signal,
+        (signal.SIGTERM,),
+        minipool.WorkerCrashed,
+        "killed by SIGTERM",
+        {"signal": "SIGTERM", "exitcode": -signal.SIGTERM},
+        crashes=True,
+    ),
+    "os-exit": Case(
+        jobs.os_exit,
+        (3,),
+        minipool.WorkerCrashed,
+        "exited with code 3",
+        {"signal": None, "exitcode": 3},
+        crashes=True,
+    ),
+    "segfault": Case(
+        jobs.segfault,
+        (),
+        minipool.WorkerCrashed,
+        "killed by SIGSEGV",
+        {"signal": "SIGSEGV", "exitcode": -signal.SIGSEGV},
+        crashes=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_failure_reaches_the_caller_and_the_pool_goes_on(
+    make_pool: MakePool, start_method: str, case: Case
+) -> None:
+    """The failing job gets the expected error; the pool then runs another job."""
+    pool = make_pool(1, start_method=start_method)
+    future = pool.submit(case.fn, *case.args)
+    with pytest.raises(case.error, match=case.match) as info:
+        future.result(timeout=30)
+    error = info.value
+    for name, value in case.fields.items():
+        assert getattr(error, name) == value
+    if case.crashes:
+        assert isinstance(error, minipool.WorkerCrashed)
+        assert error.worker_id == 0
+        assert isinstance(error.pid, int)
+        assert f"worker 0 (pid {error.pid})" in str(error)
+        assert error.job_id == 0
+    if case.traceback is not None:
+        assert isinstance(error.__cause__, minipool.RemoteTraceback)
+        assert case.traceback in error.__cause__.tb
+    assert pool.submit(jobs.square, 9).result(timeout=30) == 81
+    stats = pool.stats
+    assert stats.failed == 1
+    assert stats.worker_restarts == (1 if case.crashes else 0)
+
+
+def test_crash_fails_only_its_own_job(make_pool: MakePool, start_method: str) -> None:
+    """Jobs queued behind a job that kills its worker still run, in a new worker."""
+    pool = make_pool(1, start_method=start_method)
+    before = pool.submit(jobs.getpid).result(timeout=30)
+    crash = pool.submit(jobs.kill_self_with_signal, signal.SIGKILL)
+    after = [pool.submit(jobs.square_and_pid, x) for x in range(5)]
+    with pytest.raises(minipool.WorkerCrashed) as info:
+        crash.result(timeout=30)
+    assert info.value.pid == before
+    results = [future.result(timeout=30) for future in after]
+    assert [value for value, _ in results] == [x * x for x in range(5)]
+    assert before not in {pid for _, pid in results}
+    assert pool.stats.worker_restarts == 1
+    assert pool.stats.workers_alive == 1
+
+
+def test_crash_inside_a_map_chunk_fails_only_that_item(
+    make_pool: MakePool, start_method: str
+) -> None:
+    """A worker killed by item 5 of a map gives WorkerCrashed at index 5 and results elsewhere."""
+    pool = make_pool(start_method=start_method)
+    got = list(pool.map(jobs.die_on_5, range(20), return_exceptions=True))
+    assert len(got) == 20
+    assert isinstance(got[5], minipool.WorkerCrashed)
+    assert got[5].signal == "SIGKILL"
+    assert got[:5] + got[6:] == [x * x for x in range(20) if x != 5]
+
+
+def test_crash_inside_a_large_chunk_fails_only_that_item(make_pool: MakePool) -> None:
+    """With one chunk holding every item, only the item that killed the worker fails."""
+    pool = make_pool(1)
+    got = list(pool.map(jobs.die_on_5, range(20), chunksize=20, return_exceptions=True))
+    assert [type(value) for value in got].count(minipool.WorkerCrashed) == 1
+    assert isinstance(got[5], minipool.WorkerCrashed)
+    assert got[:5] + got[6:] == [x * x for x in range(20) if x != 5]
+
+
+def test_crash_in_an_untracked_chunk_is_pinned_on_its_job(make_pool: MakePool) -> None:
+    """Tiny jobs run untracked; a crash among them re-runs their chunk tracked, failing one job.
+
+    The crashing job runs twice (it kills a second worker, then is known), so
+    two workers are replaced; every other job gets its result.
+    """
+    pool = make_pool()
+    got = list(pool.map(jobs.die_at_30000, range(60_000), return_exceptions=True))
+    crashed = [index for index, value in enumerate(got) if isinstance(value, Exception)]
+    assert crashed == [30_000]
+    assert isinstance(got[30_000], minipool.WorkerCrashed)
+    assert got[30_000].job_id is not None
+    assert got[:30_000] + got[30_001:] == [x + 1 for x in range(60_000) if x != 30_000]
+    assert pool.stats.worker_restarts == 2
+    assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+
+
+def test_crash_in_map_without_return_exceptions_raises(make_pool: MakePool) -> None:
+    """Without return_exceptions, a map over a crashing item raises WorkerCrashed there."""
+    pool = make_pool()
+    results = pool.map(jobs.die_on_5, range(20))
+    assert [next(results) for _ in range(5)] == [x * x for x in range(5)]
+    with pytest.raises(minipool.WorkerCrashed, match="SIGKILL"):
+        next(results)
+    assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+
+
+def test_worker_killed_while_idle_is_replaced(make_pool: MakePool) -> None:
+    """A worker killed from outside between jobs is replaced; later jobs run normally."""
+    pool = make_pool(1)
+    pid = pool.submit(jobs.getpid).result(timeout=30)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: pool.stats.worker_restarts == 1, timeout=30)
+    assert pool.submit(jobs.getpid).result(timeout=30) != pid
+    assert pool.stats.failed == 0
+
+
+def test_shutdown_with_a_crashing_job_in_flight_returns(make_pool: MakePool) -> None:
+    """shutdown() waits through a crash: the crashed job fails, the rest finish, nothing hangs."""
+    pool = make_pool(1)
+    futures = [
+        pool.submit(jobs.square, 1),
+        pool.submit(jobs.kill_self_with_signal, signal.SIGKILL),
+        pool.submit(jobs.square, 2),
+        pool.submit(jobs.square, 3),
+    ]
+    pool.shutdown()
+    assert all(future.done() for future in futures)
+    assert isinstance(futures[1].exception(timeout=0), minipool.WorkerCrashed)
+    assert [futures[i].result(timeout=0) for i in (0, 2, 3)] == [1, 4, 9]
