@@ -184,6 +184,10 @@ class _MapRun:
             items = self._pull(self._sizer.next_size())
             if items:
                 self._submit(items)
+                # Hand the GIL to the master thread so that it dispatches this
+                # chunk now; otherwise it waits until this thread blocks, and
+                # the workers idle while we pickle the next chunks.
+                time.sleep(0)
 
     def _pull(self, size: int) -> list[Any]:
         """Up to ``size`` inputs; if the input raises, what came before it still runs."""
