@@ -20,7 +20,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import partial
 from itertools import chain, islice
@@ -167,7 +167,9 @@ class _MapRun:
             None if ordered else queue.SimpleQueue()
         )
         self._exhausted = False
-        self._input_error: BaseException | None = None
+        # Raised once every result before it is out: the input's own error,
+        # or the pool stopping under this map.
+        self._end_error: BaseException | None = None
         self._bar: Any = None
 
     def start(self, progress: bool) -> None:
@@ -195,7 +197,7 @@ class _MapRun:
         try:
             items.extend(islice(self._inputs, size))  # keeps what it got before a raise
         except Exception as error:  # the caller's iterable failed: raise it in its place
-            self._input_error = error
+            self._end_error = error
         if len(items) < size:
             self._exhausted = True
         return items
@@ -208,9 +210,18 @@ class _MapRun:
         if self._bar is not None:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
-        self._window.append(receiver)
         tracked = not self._sizer.jobs_are_tiny
-        self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver, tracked))
+        try:
+            self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver, tracked))
+        except RuntimeError as refusal:
+            if not self._window:
+                raise  # map() itself was called on a closed pool
+            # Stopped or shut down under a running map: the results already
+            # accepted still come out, then this.
+            self._exhausted = True
+            self._end_error = _stopped_map() if self._master.stop_requested else refusal
+            return
+        self._window.append(receiver)
 
     def results(self) -> MapIterator:
         chunks = self._chunks()
@@ -224,8 +235,8 @@ class _MapRun:
                 chunk = self._next_finished()
                 self.fill()
                 yield self._unpack(chunk) if chunk.errors else chunk.values
-            if self._input_error is not None:
-                raise self._input_error
+            if self._end_error is not None:
+                raise self._end_error
         finally:
             self._close()
 
@@ -298,6 +309,10 @@ def _tasks_for(
             failure.__cause__ = error
             receiver.deliver(position, [None], {0: failure}, 0.0)
     return tasks
+
+
+def _stopped_map() -> CancelledError:
+    return CancelledError("the pool was stopped; the rest of this map's input was not run")
 
 
 def _advance_bar(bar: Any, jobs: int, _: Future[ChunkResult]) -> None:

@@ -1,0 +1,138 @@
+"""Helpers shared by the tests and the jobs: bounded waits and leak checks.
+
+Nothing here sleeps to let something happen; ``wait_for`` polls a condition
+until a deadline and says whether it came true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# How often wait_for looks again: short enough that tests stay fast, long
+# enough that the poll itself costs nothing.
+POLL_SECONDS = 0.005
+
+
+def wait_for(predicate: Callable[[], object], timeout: float) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(POLL_SECONDS)
+    return True
+
+
+def wait_for_path(path: str | os.PathLike[str], timeout: float) -> None:
+    """Block until ``path`` exists; ``TimeoutError`` after ``timeout`` seconds."""
+    if not wait_for(Path(path).exists, timeout):
+        raise TimeoutError(f"{path} did not appear within {timeout} s")
+
+
+# ---- processes and file descriptors ------------------------------------------------
+
+
+def _parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process visible in /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # it exited while we looked
+            continue
+        # The command name may hold spaces and parentheses; the fields after
+        # the last ")" are "state ppid ...".
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(pid: int | None = None) -> set[int]:
+    """Every process below ``pid`` (this process by default), however deep."""
+    root = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    for child, parent in _parent_pids().items():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+# multiprocessing's shared-memory heap keeps each small arena (and its file
+# descriptor) for the life of the process and reuses it: that is not a leak.
+_PROCESS_WIDE_FDS = ("/dev/shm/pym-",)
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open file descriptors and what each points to."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the descriptor listdir itself used, closed by now
+            continue
+    return fds
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What this process had before a test: the processes it may keep, its open fds."""
+
+    allowed_processes: frozenset[int]
+    fds: dict[int, str]
+
+    @classmethod
+    def take(cls, allowed_processes: frozenset[int] = frozenset()) -> Snapshot:
+        return cls(allowed_processes, open_fds())
+
+
+def leaked_processes(snapshot: Snapshot) -> set[int]:
+    return descendants() - snapshot.allowed_processes
+
+
+def leaked_fds(snapshot: Snapshot) -> dict[int, str]:
+    return {
+        fd: target
+        for fd, target in open_fds().items()
+        if snapshot.fds.get(fd) != target and not target.startswith(_PROCESS_WIDE_FDS)
+    }
+
+
+def check_no_leaks(snapshot: Snapshot, grace: float = 5.0) -> None:
+    """Fail unless every process started since ``snapshot`` is gone and no new fd is open.
+
+    Processes get ``grace`` seconds to be reaped; file descriptors must already be closed.
+    """
+    wait_for(lambda: not leaked_processes(snapshot), grace)
+    processes = leaked_processes(snapshot)
+    fds = leaked_fds(snapshot)
+    problems = []
+    if processes:
+        problems.append(f"child processes left running: {sorted(processes)}")
+    # What /proc shows covers these too; this names them as multiprocessing knows them.
+    unjoined = multiprocessing.active_children()
+    if unjoined:
+        problems.append(f"multiprocessing children not joined: {unjoined}")
+    if fds:
+        problems.append(f"file descriptors left open: {fds}")
+    assert not problems, "; ".join(problems)
+
+
+def kill_processes(pids: set[int]) -> None:
+    """SIGKILL the given processes (this test session's own leftovers)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,192 @@
+"""The public surface: the names minipool exports, their pickling, and checks on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import jobs
+import pytest
+
+import minipool
+
+MakePool = Callable[..., minipool.Pool]
+
+PUBLIC_NAMES = [
+    "InitError",
+    "Pool",
+    "PoolError",
+    "PoolStats",
+    "RemoteError",
+    "RemoteTraceback",
+    "TaskTimeout",
+    "WorkerCrashed",
+    "stop_requested",
+    "worker_state",
+]
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and lists exactly the documented public names."""
+    assert minipool.__all__ == sorted(minipool.__all__)
+    assert minipool.__all__ == PUBLIC_NAMES
+    public = {name for name in vars(minipool) if not name.startswith("_")}
+    assert public == set(PUBLIC_NAMES)
+
+
+@pytest.mark.parametrize("name", PUBLIC_NAMES)
+def test_public_names_report_module_minipool(name: str) -> None:
+    """Every public class and function says it comes from ``minipool``, not a private module."""
+    assert getattr(minipool, name).__module__ == "minipool"
+
+
+def test_pool_is_an_executor() -> None:
+    """Pool is a concurrent.futures.Executor."""
+    from concurrent.futures import Executor
+
+    assert issubclass(minipool.Pool, Executor)
+
+
+def test_exception_tree() -> None:
+    """minipool's own errors share PoolError; TaskTimeout is also a TimeoutError."""
+    for error in (minipool.RemoteError, minipool.WorkerCrashed, minipool.InitError):
+        assert issubclass(error, minipool.PoolError)
+    assert issubclass(minipool.TaskTimeout, minipool.PoolError)
+    assert issubclass(minipool.TaskTimeout, TimeoutError)
+
+
+EXCEPTIONS = {
+    "PoolError": (minipool.PoolError("pool went away"), {}),
+    "RemoteTraceback": (minipool.RemoteTraceback("Traceback ...\nValueError: x\n"), {}),
+    "RemoteError": (
+        minipool.RemoteError("KeyError", "'k'", "Traceback ...\n"),
+        {"type_name": "KeyError", "message": "'k'", "traceback": "Traceback ...\n"},
+    ),
+    "WorkerCrashed": (
+        minipool.WorkerCrashed(
+            "worker 1 (pid 42) was killed by SIGKILL while running job 7",
+            job_id=7,
+            worker_id=1,
+            pid=42,
+            exitcode=-9,
+            signal="SIGKILL",
+        ),
+        {"job_id": 7, "worker_id": 1, "pid": 42, "exitcode": -9, "signal": "SIGKILL"},
+    ),
+    "InitError": (minipool.InitError("init failed", worker_id=3), {"worker_id": 3}),
+    "TaskTimeout": (
+        minipool.TaskTimeout("job 5 ran over 2.5 s", job_id=5, seconds=2.5),
+        {"job_id": 5, "seconds": 2.5},
+    ),
+}
+
+
+@pytest.mark.parametrize(("error", "fields"), EXCEPTIONS.values(), ids=EXCEPTIONS.keys())
+def test_exceptions_round_trip_through_pickle(error: Exception, fields: dict[str, Any]) -> None:
+    """Every public exception pickles and comes back with the same type, message and fields."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.args == error.args
+    for name, value in fields.items():
+        assert getattr(copy, name) == value
+
+
+def test_pool_stats_is_frozen_and_pickles() -> None:
+    """PoolStats is a frozen dataclass with the documented fields, and pickles."""
+    stats = minipool.PoolStats(
+        submitted=5,
+        completed=4,
+        failed=1,
+        retried=0,
+        running=1,
+        workers_alive=2,
+        worker_restarts=0,
+    )
+    assert [f.name for f in dataclasses.fields(stats)] == [
+        "submitted",
+        "completed",
+        "failed",
+        "retried",
+        "running",
+        "workers_alive",
+        "worker_restarts",
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.failed = 0  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(stats)) == stats
+
+
+# ---- bad input is refused at the call, naming the argument ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"workers": 0}, ValueError, "workers"),
+        ({"workers": -1}, ValueError, "workers"),
+        ({"workers": "x"}, TypeError, "workers"),
+        ({"workers": 2.5}, TypeError, "workers"),
+        ({"workers": True}, TypeError, "workers"),
+        ({"init": 42}, TypeError, "init"),
+        ({"init": jobs.init_value, "init_args": 5}, TypeError, "init_args"),
+        ({"init": jobs.init_value, "init_args": "ab"}, TypeError, "init_args"),
+        ({"init": jobs.init_value, "init_args": (jobs.UnpicklableError("x"),)}, TypeError, "init"),
+        ({"start_method": "threads"}, ValueError, "start_method"),
+        ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker"),
+        ({"max_tasks_per_worker": 1.5}, ValueError, "max_tasks_per_worker"),
+    ],
+    ids=lambda value: repr(value) if not isinstance(value, type) else value.__name__,
+)
+def test_bad_pool_arguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str, make_pool: MakePool
+) -> None:
+    """Pool() refuses a bad argument with the right exception type, naming the argument."""
+    kwargs = dict(kwargs)
+    workers = kwargs.pop("workers", 1)
+    with pytest.raises(error, match=match):
+        make_pool(workers, **kwargs)
+
+
+def test_submit_refuses_a_non_callable(make_pool: MakePool) -> None:
+    """submit(fn) with a fn that is not callable raises TypeError naming fn."""
+    pool = make_pool(1)
+    with pytest.raises(TypeError, match="fn"):
+        pool.submit(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((42, [1]), {}, TypeError, "fn"),
+        ((jobs.square,), {}, TypeError, "iterable"),
+        ((jobs.square, 5), {}, TypeError, "argument 2"),
+        ((jobs.add, [1], 5), {}, TypeError, "argument 3"),
+        ((jobs.square, [1]), {"chunksize": 0}, ValueError, "chunksize"),
+        ((jobs.square, [1]), {"chunksize": -3}, ValueError, "chunksize"),
+        ((jobs.square, [1]), {"chunksize": 2.0}, ValueError, "chunksize"),
+    ],
+    ids=[
+        "fn-not-callable",
+        "no-iterable",
+        "int-iterable",
+        "second-iterable-int",
+        "chunksize-0",
+        "chunksize-negative",
+        "chunksize-float",
+    ],
+)
+def test_bad_map_arguments_raise_at_the_call(
+    make_pool: MakePool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """map() checks its arguments when called, before anything is iterated."""
+    pool = make_pool(1)
+    with pytest.raises(error, match=match):
+        pool.map(*args, **kwargs)
+    assert pool.stats.submitted == 0

@@ -1,0 +1,181 @@
+"""``Pool.map``: same results as the builtin, lazy and bounded, ordered or not, with errors."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import TimeoutError as FuturesTimeoutError
+from pathlib import Path
+
+import jobs
+import pytest
+
+import minipool
+
+MakePool = Callable[..., minipool.Pool]
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 10_000])
+def test_map_matches_builtin_map(make_pool: MakePool, start_method: str, size: int) -> None:
+    """map gives the builtin map's results, in order, for empty, tiny and large inputs."""
+    pool = make_pool(start_method=start_method)
+    assert list(pool.map(jobs.square, range(size))) == list(map(jobs.square, range(size)))
+
+
+def test_map_accepts_a_generator(make_pool: MakePool) -> None:
+    """An input without a length (a generator) is mapped completely."""
+    pool = make_pool()
+    assert list(pool.map(jobs.square, (x for x in range(500)))) == [x * x for x in range(500)]
+
+
+def test_map_over_several_iterables_stops_at_the_shortest(make_pool: MakePool) -> None:
+    """Several iterables are zipped into positional arguments; the shortest one wins."""
+    pool = make_pool()
+    got = list(pool.map(jobs.add3, range(100), range(0, 300, 3), iter(range(50, 60))))
+    assert got == list(map(jobs.add3, range(100), range(0, 300, 3), range(50, 60)))
+    assert len(got) == 10
+    assert list(pool.map(jobs.add, [], range(5))) == []
+
+
+@pytest.mark.parametrize("chunksize", [1, 3, 64, 100_000])
+def test_explicit_chunksize(make_pool: MakePool, chunksize: int) -> None:
+    """Any explicit chunksize gives the same results, including one larger than the input."""
+    pool = make_pool()
+    assert list(pool.map(jobs.square, range(1000), chunksize=chunksize)) == [
+        x * x for x in range(1000)
+    ]
+
+
+def test_unordered_map_yields_every_result_once(make_pool: MakePool) -> None:
+    """ordered=False yields the same multiset of results as the ordered map."""
+    pool = make_pool()
+    items = [x % 37 for x in range(2000)]
+    got = list(pool.map(jobs.square, items, ordered=False))
+    assert Counter(got) == Counter(jobs.square(x) for x in items)
+
+
+def test_unordered_map_yields_in_completion_order(make_pool: MakePool, tmp_path: Path) -> None:
+    """ordered=False yields a finished job before an earlier one that is still running."""
+    pool = make_pool()
+    started, release = tmp_path / "started", tmp_path / "release"
+    slow = (str(started), str(release), "slow")
+    fast = (str(tmp_path / "fast-started"), str(tmp_path / "fast-release"), "fast")
+    (tmp_path / "fast-release").touch()
+    results = pool.map(
+        jobs.block_until_released, *zip(slow, fast, strict=True), ordered=False, chunksize=1
+    )
+    assert next(results) == "fast"
+    release.touch()
+    assert list(results) == ["slow"]
+
+
+def test_return_exceptions_yields_errors_in_place(make_pool: MakePool) -> None:
+    """return_exceptions=True yields each failing job's exception at its position."""
+    pool = make_pool()
+    got = list(pool.map(jobs.fail_on_odd, range(20), return_exceptions=True))
+    for x, value in enumerate(got):
+        if x % 2:
+            assert isinstance(value, ValueError)
+            assert str(value) == f"odd: {x}"
+            assert isinstance(value.__cause__, minipool.RemoteTraceback)
+        else:
+            assert value == x
+    assert len(got) == 20
+
+
+def test_first_failing_item_raises_its_own_exception(make_pool: MakePool) -> None:
+    """Without return_exceptions the first failing item raises, after the results before it."""
+    pool = make_pool()
+    results = pool.map(jobs.fail_on_odd, [0, 2, 4, 5, 6, 7])
+    assert [next(results) for _ in range(3)] == [0, 2, 4]
+    with pytest.raises(ValueError, match="odd: 5"):
+        next(results)
+    assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+
+
+def test_unpicklable_item_fails_alone(make_pool: MakePool) -> None:
+    """An item that cannot be pickled fails with TypeError at its position; the others run."""
+    pool = make_pool()
+    items: list[object] = list(range(10))
+    items[4] = threading.Lock()
+    got = list(pool.map(jobs.echo, items, return_exceptions=True))
+    assert isinstance(got[4], TypeError)
+    assert "pickle" in str(got[4])
+    assert got[:4] + got[5:] == [((x,), {}) for x in items[:4] + items[5:]]
+
+
+def test_map_reads_an_endless_generator_lazily(make_pool: MakePool) -> None:
+    """An endless input is pulled only a bounded distance ahead; closing the map is prompt."""
+    pool = make_pool()
+    pulled = 0
+
+    def endless() -> Iterator[int]:
+        nonlocal pulled
+        for x in itertools.count():
+            pulled += 1
+            yield x
+
+    results = pool.map(jobs.square, endless())
+    for consumed, value in enumerate(results, 1):
+        assert value == (consumed - 1) ** 2
+        if consumed == 20_000:
+            break
+    assert 0 <= pulled - 20_000 <= 10_000
+    began = time.monotonic()
+    results.close()
+    assert time.monotonic() - began < 5
+    assert pulled - 20_000 <= 10_000
+    assert pool.submit(jobs.square, 7).result(timeout=30) == 49
+
+
+def test_abandoned_map_leaves_the_pool_usable(make_pool: MakePool) -> None:
+    """Breaking out of a map early cancels its queued chunks; the pool stays usable."""
+    pool = make_pool()
+    results = pool.map(jobs.square, range(100_000))
+    assert [next(results) for _ in range(10)] == [x * x for x in range(10)]
+    results.close()
+    assert list(pool.map(jobs.square, range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_map_timeout_counts_from_the_call(make_pool: MakePool, tmp_path: Path) -> None:
+    """A map whose results are not all ready by the timeout raises concurrent's TimeoutError."""
+    pool = make_pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    began = time.monotonic()
+    results = pool.map(jobs.block_until_released, [str(started)], [str(release)], timeout=0.3)
+    with pytest.raises(FuturesTimeoutError):
+        next(results)
+    assert 0.25 < time.monotonic() - began < 10
+    release.touch()
+    assert pool.submit(jobs.square, 2).result(timeout=30) == 4
+
+
+def test_progress_bar_on_stderr(make_pool: MakePool, capfd: pytest.CaptureFixture[str]) -> None:
+    """progress=True draws a tqdm bar on stderr that reaches the total; results are unchanged."""
+    pool = make_pool()
+    assert list(pool.map(jobs.square, range(50), progress=True)) == [x * x for x in range(50)]
+    err = capfd.readouterr().err
+    assert "50/50" in err
+    assert "100%" in err
+
+
+def test_map_input_error_is_raised_in_order(make_pool: MakePool) -> None:
+    """An exception raised by the input iterable reaches the consumer after earlier results.
+
+    The pool has run a job first, so that map sizes its first chunk from
+    measured job times (bigger than the 3 items the input yields before it fails).
+    """
+    pool = make_pool()
+    assert pool.submit(jobs.square, 2).result(timeout=30) == 4
+
+    def source() -> Iterator[int]:
+        yield from range(3)
+        raise KeyError("input broke")
+
+    results = pool.map(jobs.square, source())
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    with pytest.raises(KeyError, match="input broke"):
+        next(results)
