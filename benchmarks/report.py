@@ -1,0 +1,252 @@
+"""What a benchmark run found, and how it is printed: rows, metrics, targets.
+
+A ``Metric`` is one table: a figure (tasks/s, microseconds per job...) for
+several ``Row``s, each row one engine in one configuration with one sample
+per round. Ratios are medians divided by the reference row's median
+(a ``multiprocessing.Pool`` row); a ``Target`` judges a minipool row either by
+that ratio or by its absolute figure. Also the run's header: machine facts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from engines import NAMES
+
+import minipool
+
+HIGHER = "higher"
+LOWER = "lower"
+
+
+@dataclass
+class Row:
+    label: str
+    engine: str
+    samples: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "engine": self.engine,
+            "samples": self.samples,
+            "median": self.median,
+            "min": min(self.samples, default=None),
+            "max": max(self.samples, default=None),
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    row: str  # the label of the minipool row it judges
+    op: str  # ">=" or "<="
+    limit: float
+    relative: bool  # True: limit is a ratio to the reference; False: in the metric's unit
+
+    def describe(self, unit: str) -> str:
+        limit = (
+            f"{self.limit:.2f}x the reference" if self.relative else format_value(self.limit, unit)
+        )
+        return f"{self.op} {limit}"
+
+
+@dataclass
+class Metric:
+    workload: str
+    title: str
+    unit: str
+    better: str  # HIGHER or LOWER
+    rows: list[Row]
+    # Labels of the rows that may serve as reference; the best median among them wins.
+    reference_candidates: tuple[str, ...]
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, label: str) -> Row:
+        return next(row for row in self.rows if row.label == label)
+
+    def reference(self) -> Row | None:
+        measured = [self.row(label) for label in self.reference_candidates]
+        measured = [row for row in measured if row.median is not None]
+        if not measured:
+            return None
+        best = max if self.better == HIGHER else min
+        return best(measured, key=lambda row: row.median or 0.0)
+
+    def ratio(self, row: Row) -> float | None:
+        reference = self.reference()
+        if reference is None or row.median is None or not reference.median:
+            return None
+        return row.median / reference.median
+
+    def verdict(self, target: Target) -> bool | None:
+        row = self.row(target.row)
+        value = self.ratio(row) if target.relative else row.median
+        if value is None:
+            return None
+        return value >= target.limit if target.op == ">=" else value <= target.limit
+
+    def to_json(self) -> dict[str, Any]:
+        reference = self.reference()
+        return {
+            "workload": self.workload,
+            "title": self.title,
+            "unit": self.unit,
+            "better": self.better,
+            "reference": reference.label if reference else None,
+            "rows": [{**row.to_json(), "ratio": self.ratio(row)} for row in self.rows],
+            "targets": [
+                {**vars(target), "text": target.describe(self.unit), "pass": self.verdict(target)}
+                for target in self.targets
+            ],
+            "notes": self.notes,
+        }
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "tasks/s":
+        return f"{value / 1e6:.2f}M/s" if value >= 1e6 else f"{value / 1e3:.1f}k/s"
+    if unit == "us/job":
+        return f"{value:.1f} us"
+    if unit == "s":
+        return f"{value * 1e3:.1f} ms"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return f"{value:,.0f}"
+
+
+def format_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    return "<0.01x" if ratio < 0.01 else f"{ratio:.2f}x"
+
+
+def verdict_text(passed: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "NO DATA"}[passed]
+
+
+def print_metric(metric: Metric) -> None:
+    print(f"\n== {metric.workload}: {metric.title} [{metric.unit}, {metric.better} is better]")
+    reference = metric.reference()
+    width = max(len(row.label) for row in metric.rows)
+    print(f"  {'engine':<{width}}  {'median':>10}  {'min':>10}  {'max':>10}  {'vs mp':>7}")
+    for row in metric.rows:
+        cells = [
+            format_value(f(row.samples) if row.samples else None, metric.unit)
+            for f in (statistics.median, min, max)
+        ]
+        mark = " <- reference" if row is reference else ""
+        print(
+            f"  {row.label:<{width}}  {cells[0]:>10}  {cells[1]:>10}  {cells[2]:>10}  "
+            f"{format_ratio(metric.ratio(row)):>7}{mark}"
+        )
+        for error in row.errors:
+            print(f"  {'':<{width}}  ERROR: {error}")
+    for note in metric.notes:
+        print(f"  note: {note}")
+    for target in metric.targets:
+        print(
+            f"  target: {target.row} {target.describe(metric.unit)}: "
+            f"{_judged_figure(metric, target)}  {verdict_text(metric.verdict(target))}"
+        )
+
+
+def _judged_figure(metric: Metric, target: Target) -> str:
+    row = metric.row(target.row)
+    if target.relative:
+        return format_ratio(metric.ratio(row))
+    return format_value(row.median, metric.unit)
+
+
+def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
+    rows = []
+    for metric in metrics:
+        reference = metric.reference()
+        for target in metric.targets:
+            mine = metric.row(target.row)
+            rows.append(
+                [
+                    str(workers),
+                    f"{metric.workload} ({metric.unit})",
+                    format_value(mine.median, metric.unit),
+                    format_value(reference.median if reference else None, metric.unit),
+                    format_ratio(metric.ratio(mine)),
+                    target.describe(metric.unit),
+                    verdict_text(metric.verdict(target)),
+                ]
+            )
+    return rows
+
+
+def print_summary(rows: list[list[str]]) -> None:
+    header = ["workers", "workload", "minipool", "reference", "ratio", "target", "result"]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    print("\n== summary (reference: the multiprocessing.Pool row marked in each table)")
+    for line in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print(("  " + "  ".join(cells)).rstrip())
+
+
+def machine_facts(here: str, start_method: str, workers: list[int], rounds: int) -> dict[str, Any]:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "minipool": f"{minipool.__version__} ({git_revision(here)})",
+        "start_method": start_method,
+        "workers": workers,
+        "rounds": rounds,
+    }
+
+
+def git_revision(here: str) -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "../minipool"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "git revision unknown"
+    return f"git {head}{', minipool/ modified' if dirty else ''}"
+
+
+def print_header(facts: dict[str, Any]) -> None:
+    load = " ".join(f"{x:.2f}" for x in facts["load_average"] or [])
+    workers = " ".join(map(str, facts["workers"]))
+    print(f"minipool benchmark, {facts['date']}")
+    print(f"  {facts['python']} on {facts['platform']}")
+    print(f"  cpus: {facts['cpu_count']} ({facts['cpus_usable']} usable); load average {load}")
+    print(f"  minipool {facts['minipool']}")
+    print(
+        f"  start method {facts['start_method']} for all engines; workers {workers}; "
+        f"rounds {facts['rounds']}, engine order rotating each round"
+    )
+    print("  engines: " + ", ".join(f"{key} = {name}" for key, name in NAMES.items()))
