@@ -3,9 +3,9 @@
 Raw sensor readings (CSV text, a batch per job) are parsed, cleaned and
 loaded into one SQLite database by a pool of workers. A database connection
 cannot cross a process boundary, so each worker opens its own in a generator
-``init`` (WAL journal so readers never block, a busy timeout so concurrent
-writers queue instead of failing) and closes it in the teardown after
-``yield``. Jobs reach the connection through ``minipool.worker_state()``.
+``init`` (with a busy timeout, so that concurrent writers queue instead of
+failing; the database uses the WAL journal, so readers never block) and
+closes it in the teardown after ``yield``. Jobs reach the connection through ``minipool.worker_state()``.
 
     python examples/sqlite_etl.py                  # 200 batches x 500 rows
     python examples/sqlite_etl.py --batches 20 --rows 100 --db /tmp/etl.db
@@ -38,9 +38,8 @@ CREATE TABLE IF NOT EXISTS readings (
 
 def open_database(path: str) -> Iterator[sqlite3.Connection]:
     """Worker init: one connection per worker process, closed when the worker exits."""
+    # timeout= is SQLite's busy timeout: a writer waits its turn instead of failing.
     connection = sqlite3.connect(path, timeout=30.0)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA busy_timeout=30000")
     try:
         yield connection
     finally:
@@ -81,6 +80,9 @@ def main() -> int:
     path = args.db or os.path.join(tempfile.mkdtemp(prefix="minipool-etl-"), "readings.db")
     Path(path).unlink(missing_ok=True)
     with sqlite3.connect(path) as setup:
+        # WAL is a property of the database file, set once here: readers then
+        # never block the writer. (Switching it in every worker's init races.)
+        setup.execute("PRAGMA journal_mode=WAL")
         setup.execute(SCHEMA)
 
     started = time.perf_counter()
