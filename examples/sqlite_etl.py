@@ -5,7 +5,8 @@ loaded into one SQLite database by a pool of workers. A database connection
 cannot cross a process boundary, so each worker opens its own in a generator
 ``init`` (with a busy timeout, so that concurrent writers queue instead of
 failing; the database uses the WAL journal, so readers never block) and
-closes it in the teardown after ``yield``. Jobs reach the connection through ``minipool.worker_state()``.
+closes it in the teardown after ``yield``. Jobs reach the connection
+through ``minipool.worker_state()``.
 
     python examples/sqlite_etl.py                  # 200 batches x 500 rows
     python examples/sqlite_etl.py --batches 20 --rows 100 --db /tmp/etl.db

@@ -15,7 +15,6 @@ below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
 
 from __future__ import annotations
 
-import math
 import queue
 import time
 from collections import deque
@@ -29,72 +28,17 @@ from typing import Any, cast
 from ._master import Master
 from ._pickling import dumps_function
 from ._progress import progress_bar
+from ._scheduling import ChunkSizer
 from ._tasks import ChunkReceiver, ChunkResult, Task
 
-# Jobs measured faster than this run untracked (see _messages.Chunk): tracking
-# would cost more than 1% of their time.
-UNTRACKED_BELOW_SECONDS = 5e-6
-# Long enough that the fixed cost of a chunk (a few hundred microseconds of
-# pickling and pipe traffic) is noise; short enough to balance work across
-# workers and to keep stop() and the progress bar prompt.
-TARGET_CHUNK_SECONDS = 0.01
-# Near the end of a sized input chunks shrink so that workers finish together,
-# but never below this much work: shorter chunks cost more in round trips
-# than they can save in balance.
-TAIL_CHUNK_SECONDS = 0.002
 # How many inputs of an unsized iterable (a generator) may be in flight; the
 # chunk being handed to the consumer adds at most MAX_AHEAD / (4 * workers).
 # Bounds memory; too small starves many workers on tiny jobs.
 MAX_AHEAD = 4096
+# Chunks of one map in flight per worker. With fewer, an ordered map waiting
+# on a slow chunk at its head leaves the other workers idle; more only hold
+# more results in memory.
 CHUNKS_PER_WORKER = 4
-
-
-class ChunkSizer:
-    """Sizes each chunk of one ``map`` from the last chunk that finished."""
-
-    def __init__(self, chunksize: int | None, workers: int, total: int | None, cap: int) -> None:
-        self._fixed = chunksize
-        self._workers = workers
-        self._remaining = total
-        self._cap = cap
-        # (jobs, seconds) of the chunk that finished last. The latest sample,
-        # not an average: a first one-job chunk overstates the time per job
-        # many times over (fixed costs), and an average would remember that.
-        self._latest: tuple[int, float] | None = None
-
-    def observe(self, future: Future[ChunkResult]) -> None:
-        """Done callback of each chunk (runs in the master thread)."""
-        if not future.cancelled() and future.exception() is None:
-            result = future.result()
-            self._latest = (len(result.values), result.seconds)
-
-    @property
-    def measured(self) -> bool:
-        return self._fixed is not None or self._latest is not None
-
-    @property
-    def jobs_are_tiny(self) -> bool:
-        if self._latest is None:
-            return False
-        jobs, seconds = self._latest
-        return seconds / jobs < UNTRACKED_BELOW_SECONDS
-
-    def next_size(self) -> int:
-        if self._fixed is not None:
-            size = self._fixed
-        elif self._latest is None:
-            size = 1
-        else:
-            jobs, seconds = self._latest
-            per_job = max(seconds / jobs, 1e-9)
-            size = int(TARGET_CHUNK_SECONDS / per_job)
-            if self._remaining is not None:
-                share = math.ceil(self._remaining / (4 * self._workers))
-                size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
-        size = max(1, min(size, self._cap))
-        if self._remaining is not None:
-            self._remaining = max(0, self._remaining - size)
-        return size
 
 
 def map_jobs(

@@ -49,47 +49,14 @@ from collections import deque
 from functools import partial
 from typing import Any
 
-from ._errors import InitError, PoolError, RemoteError, WorkerCrashed
+from ._errors import InitError, PoolError, RemoteError
 from ._messages import INIT_FAILED, OUTCOME, READY
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
+from ._scheduling import MIN_TASKS_IN_FLIGHT, JobTimer
 from ._shared import IDLE, SharedState
 from ._stats import PoolStats
 from ._tasks import Task
-
-# How much work, in seconds of the jobs' own run time, to keep queued at each
-# worker so that it never waits on the master. More gives throughput on tiny
-# jobs (and absorbs the master's waits for the GIL); less balances long jobs
-# better across workers and makes stop() quicker.
-PREFETCH_SECONDS = 0.02
-# Tasks a worker may hold however long they run: the one it runs and the next,
-# so that it starts the next without a round trip to the master.
-MIN_TASKS_IN_FLIGHT = 2
-# Cap on queued jobs per worker when jobs take almost no time.
-MAX_JOBS_IN_FLIGHT = 1 << 16
-
-
-class JobTimer:
-    """A running estimate of how long one job runs, from the workers' own timings."""
-
-    # Weight of the newest sample: high enough to follow a change of workload
-    # within a few chunks, low enough to ride out one slow job.
-    SMOOTHING = 0.3
-
-    def __init__(self) -> None:
-        self.seconds_per_job: float | None = None
-
-    def observe(self, jobs: int, seconds: float) -> None:
-        sample = seconds / jobs
-        estimate = self.seconds_per_job
-        self.seconds_per_job = (
-            sample if estimate is None else estimate + self.SMOOTHING * (sample - estimate)
-        )
-
-    def jobs_in_flight_cap(self) -> int:
-        if self.seconds_per_job is None:
-            return 1
-        return int(min(MAX_JOBS_IN_FLIGHT, max(1.0, PREFETCH_SECONDS / self.seconds_per_job)))
 
 
 class Master:
@@ -386,7 +353,7 @@ class Master:
         before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
         requeue = [*tasks[:culprit], before, after, *tasks[culprit + 1 :]]
         self._pending.extendleft(task for task in reversed(requeue) if task.size)
-        error = _crash_error(worker, exitcode, suspect.first_job_id + position)
+        error = worker.crash_error(exitcode, suspect.first_job_id + position)
         self._finish(suspect.part(position, position + 1), [None], {0: error})
 
     # ---- outcomes ------------------------------------------------------------------
@@ -461,19 +428,6 @@ def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:
         if task.first_job_id <= job_id < task.first_job_id + task.size:
             return index, job_id - task.first_job_id
     return 0, 0
-
-
-def _crash_error(worker: WorkerHandle, exitcode: int, job_id: int) -> WorkerCrashed:
-    how, signal_name = worker.describe_exit(exitcode)
-    return WorkerCrashed(
-        f"worker {worker.slot} (pid {worker.pid}) {how} while running job {job_id}; "
-        "the pool replaced it and runs on",
-        job_id=job_id,
-        worker_id=worker.slot,
-        pid=worker.pid,
-        exitcode=exitcode,
-        signal=signal_name,
-    )
 
 
 def _unreadable_results(task: Task, error: Exception) -> PoolError:

@@ -43,7 +43,7 @@ class Chunk:
     starts it, so that a crash is pinned on the job that caused it. Tracking
     costs about 45 ns a job, which doubles the worker's cost of jobs that take
     a few hundred nanoseconds; so chunks of jobs measured below
-    ``_map.UNTRACKED_BELOW_SECONDS`` run untracked, as one C-level loop, and
+    ``_scheduling.UNTRACKED_BELOW_SECONDS`` run untracked, as one C-level loop, and
     if their worker dies their jobs run again, tracked (see ``_master``).
     ``fn`` stays pickled (see ``_pickling.dumps_function``) so that the worker
     can cache the function by its bytes instead of unpickling it per job.

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 from . import _worker
+from ._errors import WorkerCrashed
 from ._messages import STOP, FrameReader, Outbox
 from ._shared import SharedState
 from ._tasks import Task
@@ -131,6 +132,19 @@ class WorkerHandle:
         exitcode = self.process.exitcode
         self.process.close()
         return exitcode  # type: ignore[no-any-return]
+
+    def crash_error(self, exitcode: int, job_id: int) -> WorkerCrashed:
+        """The error for the job this worker was running when it died."""
+        how, signal_name = self.describe_exit(exitcode)
+        return WorkerCrashed(
+            f"worker {self.slot} (pid {self.pid}) {how} while running job {job_id}; "
+            "the pool replaced it and runs on",
+            job_id=job_id,
+            worker_id=self.slot,
+            pid=self.pid,
+            exitcode=exitcode,
+            signal=signal_name,
+        )
 
     def describe_exit(self, exitcode: int) -> tuple[str, str | None]:
         """How the process ended, in words, and the signal name if one killed it."""

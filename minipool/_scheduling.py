@@ -1,0 +1,111 @@
+"""How much work goes where: the two sizing policies, with their tuning constants.
+
+``JobTimer`` (master side) decides how many jobs each worker may hold;
+``ChunkSizer`` (one per ``map`` call) decides how many jobs go in each chunk.
+Both work from the run times the workers measure and report with each
+``Outcome``.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._tasks import ChunkResult
+
+# How much work, in seconds of the jobs' own run time, to keep queued at each
+# worker so that it never waits on the master. More gives throughput on tiny
+# jobs (and absorbs the master's waits for the GIL); less balances long jobs
+# better across workers and makes stop() quicker.
+PREFETCH_SECONDS = 0.02
+# Tasks a worker may hold however long they run: the one it runs and the next,
+# so that it starts the next without a round trip to the master.
+MIN_TASKS_IN_FLIGHT = 2
+# Cap on queued jobs per worker when jobs take almost no time.
+MAX_JOBS_IN_FLIGHT = 1 << 16
+
+
+class JobTimer:
+    """A running estimate of how long one job runs, from the workers' own timings."""
+
+    # Weight of the newest sample: high enough to follow a change of workload
+    # within a few chunks, low enough to ride out one slow job.
+    SMOOTHING = 0.3
+
+    def __init__(self) -> None:
+        self.seconds_per_job: float | None = None
+
+    def observe(self, jobs: int, seconds: float) -> None:
+        sample = seconds / jobs
+        estimate = self.seconds_per_job
+        self.seconds_per_job = (
+            sample if estimate is None else estimate + self.SMOOTHING * (sample - estimate)
+        )
+
+    def jobs_in_flight_cap(self) -> int:
+        if self.seconds_per_job is None:
+            return 1
+        return int(min(MAX_JOBS_IN_FLIGHT, max(1.0, PREFETCH_SECONDS / self.seconds_per_job)))
+
+
+# Jobs measured faster than this run untracked (see _messages.Chunk): tracking
+# would cost more than 1% of their time.
+UNTRACKED_BELOW_SECONDS = 5e-6
+# Long enough that the fixed cost of a chunk (a few hundred microseconds of
+# pickling and pipe traffic) is noise; short enough to balance work across
+# workers and to keep stop() and the progress bar prompt.
+TARGET_CHUNK_SECONDS = 0.01
+# Near the end of a sized input chunks shrink so that workers finish together,
+# but never below this much work: shorter chunks cost more in round trips
+# than they can save in balance.
+TAIL_CHUNK_SECONDS = 0.002
+
+
+class ChunkSizer:
+    """Sizes each chunk of one ``map`` from the last chunk that finished."""
+
+    def __init__(self, chunksize: int | None, workers: int, total: int | None, cap: int) -> None:
+        self._fixed = chunksize
+        self._workers = workers
+        self._remaining = total
+        self._cap = cap
+        # (jobs, seconds) of the chunk that finished last. The latest sample,
+        # not an average: a first one-job chunk overstates the time per job
+        # many times over (fixed costs), and an average would remember that.
+        self._latest: tuple[int, float] | None = None
+
+    def observe(self, future: Future[ChunkResult]) -> None:
+        """Done callback of each chunk (runs in the master thread)."""
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            self._latest = (len(result.values), result.seconds)
+
+    @property
+    def measured(self) -> bool:
+        return self._fixed is not None or self._latest is not None
+
+    @property
+    def jobs_are_tiny(self) -> bool:
+        if self._latest is None:
+            return False
+        jobs, seconds = self._latest
+        return seconds / jobs < UNTRACKED_BELOW_SECONDS
+
+    def next_size(self) -> int:
+        if self._fixed is not None:
+            size = self._fixed
+        elif self._latest is None:
+            size = 1
+        else:
+            jobs, seconds = self._latest
+            per_job = max(seconds / jobs, 1e-9)
+            size = int(TARGET_CHUNK_SECONDS / per_job)
+            if self._remaining is not None:
+                share = math.ceil(self._remaining / (4 * self._workers))
+                size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
+        size = max(1, min(size, self._cap))
+        if self._remaining is not None:
+            self._remaining = max(0, self._remaining - size)
+        return size
