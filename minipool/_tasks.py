@@ -33,8 +33,8 @@ class Receiver(Protocol):
         """The pool stopped before these jobs ran."""
 
 
-class JobReceiver:
-    """The ``Future`` returned by ``submit``."""
+class _FutureReceiver:
+    """A receiver whose outcome ends in one ``Future``."""
 
     __slots__ = ("_running", "future")
 
@@ -47,6 +47,18 @@ class JobReceiver:
             self._running = self.future.set_running_or_notify_cancel()
         return self._running
 
+    def cancel(self, reason: str) -> None:
+        if not self.future.done() and not self.future.cancel():
+            # Already dispatched, so cancel() refuses; the jobs never ran, and
+            # the caller still learns so.
+            self.future.set_exception(CancelledError(reason))
+
+
+class JobReceiver(_FutureReceiver):
+    """The ``Future`` returned by ``submit``."""
+
+    __slots__ = ()
+
     def deliver(
         self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
     ) -> None:
@@ -54,12 +66,6 @@ class JobReceiver:
             self.future.set_exception(errors[0])
         else:
             self.future.set_result(values[0])
-
-    def cancel(self, reason: str) -> None:
-        if not self.future.cancel():
-            # Already dispatched, so cancel() refuses; the job never ran, and
-            # the caller still learns so.
-            self.future.set_exception(CancelledError(reason))
 
 
 class ChunkResult(NamedTuple):
@@ -70,24 +76,19 @@ class ChunkResult(NamedTuple):
     seconds: float
 
 
-class ChunkReceiver:
+class ChunkReceiver(_FutureReceiver):
     """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
 
-    __slots__ = ("_errors", "_remaining", "_running", "_seconds", "_values", "future", "size")
+    __slots__ = ("_errors", "_remaining", "_seconds", "_values", "size")
+    future: Future[ChunkResult]
 
     def __init__(self, size: int) -> None:
-        self.future: Future[ChunkResult] = Future()
+        super().__init__(Future())
         self.size = size
         self._values: list[Any] = [None] * size
         self._errors: dict[int, BaseException] = {}
         self._remaining = size
         self._seconds = 0.0
-        self._running: bool | None = None
-
-    def start(self) -> bool:
-        if self._running is None:
-            self._running = self.future.set_running_or_notify_cancel()
-        return self._running
 
     def deliver(
         self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
@@ -102,10 +103,6 @@ class ChunkReceiver:
         self._remaining -= len(values)
         if self._remaining == 0:
             self.future.set_result(ChunkResult(self._values, self._errors, self._seconds))
-
-    def cancel(self, reason: str) -> None:
-        if not self.future.done() and not self.future.cancel():
-            self.future.set_exception(CancelledError(reason))
 
 
 @dataclass(slots=True, eq=False)

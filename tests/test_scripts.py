@@ -69,17 +69,22 @@ EXPECTED = [
 ]
 
 
-def test_functions_defined_in_main_run(tmp_path: Path, start_method: str) -> None:
-    """A script's own functions, lambdas, closures and callables run in workers; it exits 0."""
-    script = tmp_path / "user_script.py"
-    script.write_text(SCRIPT)
-    done = subprocess.run(
+def _run_script(script: Path, start_method: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as ``__main__`` in a fresh interpreter, in its own directory."""
+    return subprocess.run(
         [sys.executable, str(script), start_method],
         capture_output=True,
         text=True,
         timeout=50,
-        cwd=tmp_path,
+        cwd=script.parent,
     )
+
+
+def test_functions_defined_in_main_run(tmp_path: Path, start_method: str) -> None:
+    """A script's own functions, lambdas, closures and callables run in workers; it exits 0."""
+    script = tmp_path / "user_script.py"
+    script.write_text(SCRIPT)
+    done = _run_script(script, start_method)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == EXPECTED
     assert "Traceback" not in done.stderr
@@ -105,13 +110,7 @@ def test_script_that_forgets_shutdown_still_exits(tmp_path: Path, start_method: 
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, str(script), start_method],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
+    done = _run_script(script, start_method)
     assert done.returncode == 0, done.stderr
     value, worker = done.stdout.split()
     assert value == "42"
