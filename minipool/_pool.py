@@ -52,13 +52,16 @@ class Pool(Executor):
         start_method: str | None = None,
         max_tasks_per_worker: int | None = None,
     ) -> None:
+        if workers is None:
+            workers = _cpu_count()
+        _check_positive("workers", workers, "for one per CPU")
+        if max_tasks_per_worker is not None:
+            _check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
         self._master = Master(
-            workers=_check_workers(workers),
+            workers=workers,
             init=_pickle_init(init, init_args),
             start_method=_check_start_method(start_method),
-            max_tasks_per_worker=_check_optional_positive(
-                "max_tasks_per_worker", max_tasks_per_worker
-            ),
+            max_tasks_per_worker=max_tasks_per_worker,
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)
@@ -160,27 +163,14 @@ def _stop_live_pools() -> None:
             master.join(timeout=5.0)
 
 
-def _check_workers(workers: Any) -> int:
-    if workers is None:
-        return _cpu_count()
-    if not isinstance(workers, int) or isinstance(workers, bool):
+def _check_positive(name: str, value: Any, none_means: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(
-            f"workers must be a positive integer, got {type(workers).__name__} {workers!r}; "
-            "pass workers=None for one per CPU"
+            f"{name} must be a positive integer, got {type(value).__name__} {value!r}; "
+            f"pass {name}=None {none_means}"
         )
-    if workers < 1:
-        raise ValueError(
-            f"workers must be at least 1, got {workers}; pass workers=None for one per CPU"
-        )
-    return workers
-
-
-def _check_optional_positive(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    return value
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}; pass {name}=None {none_means}")
 
 
 def _check_start_method(method: str | None) -> str:

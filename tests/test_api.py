@@ -136,7 +136,7 @@ def test_pool_stats_is_frozen_and_pickles() -> None:
         ({"init": jobs.init_value, "init_args": (jobs.UnpicklableError("x"),)}, TypeError, "init"),
         ({"start_method": "threads"}, ValueError, "start_method"),
         ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker"),
-        ({"max_tasks_per_worker": 1.5}, ValueError, "max_tasks_per_worker"),
+        ({"max_tasks_per_worker": 1.5}, TypeError, "max_tasks_per_worker"),
     ],
     ids=lambda value: repr(value) if not isinstance(value, type) else value.__name__,
 )
