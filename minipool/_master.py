@@ -82,7 +82,10 @@ class Master:
         self._closing = False
         self._cancel_pending = False
         self._broken: PoolError | None = None
-        self._counts = {"submitted": 0, "completed": 0, "failed": 0, "restarts": 0}
+        # Counters for stats(); completed jobs are counted in _shared.
+        self._submitted = 0
+        self._failed = 0
+        self._restarts = 0
         self._selector = selectors.DefaultSelector()
         self._wakeup_reader, self._wakeup_writer = os.pipe()
         os.set_blocking(self._wakeup_reader, False)
@@ -119,7 +122,7 @@ class Master:
                     "create a new minipool.Pool"
                 )
             self._pending.extend(tasks)
-            self._counts["submitted"] += sum(task.size for task in tasks)
+            self._submitted += sum(task.size for task in tasks)
             self._wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
@@ -150,15 +153,14 @@ class Master:
 
     def stats(self) -> PoolStats:
         alive = [worker for worker in list(self._workers) if worker is not None]
-        counts = dict(self._counts)
         return PoolStats(
-            submitted=counts["submitted"],
+            submitted=self._submitted,
             completed=self._shared.completed,
-            failed=counts["failed"],
+            failed=self._failed,
             retried=0,
             running=sum(worker.jobs_in_flight for worker in alive),
             workers_alive=len(alive),
-            worker_restarts=counts["restarts"],
+            worker_restarts=self._restarts,
         )
 
     def _wake(self) -> None:
@@ -322,7 +324,7 @@ class Master:
             self._settle_orphans(worker, exitcode)
         if self._broken is None and not self._shared.stop_requested and self._has_work():
             self._spawn(worker.slot)
-            self._counts["restarts"] += 1
+            self._restarts += 1
 
     def _has_work(self) -> bool:
         return not self._closing or bool(self._pending) or self._jobs_in_flight() > 0
@@ -366,7 +368,7 @@ class Master:
         seconds: float = 0.0,
     ) -> None:
         # Count first: a done-callback or a woken caller must see the job counted.
-        self._counts["failed"] += len(errors)
+        self._failed += len(errors)
         self._shared.add_completed(task.size)
         task.receiver.deliver(task.offset, values, errors, seconds)
 
