@@ -284,6 +284,10 @@ class Master:
         except Exception as error:
             self._fail(task, _unreadable_results(task, error))
             return
+        if outcome.values is None:
+            assert outcome.errors is not None
+            self._fail(task, rebuild_exception(outcome.errors[0]))
+            return
         self.timer.observe(task.size, outcome.seconds)
         errors = {}
         if outcome.errors:

@@ -84,12 +84,13 @@ class Outcome:
 
     ``errors`` maps a job's position in the chunk to its error (its slot in
     ``values`` is then ``None``); it is ``None`` when every job succeeded, which
-    keeps the common case small. ``seconds`` is the time the jobs ran, used to
-    size later chunks.
+    keeps the common case small. ``values`` is ``None`` when the chunk could not
+    be run at all (it did not unpickle): ``errors[0]`` is then every job's error.
+    ``seconds`` is the time the jobs ran, used to size later chunks.
     """
 
     first_job_id: int
-    values: list[Any]
+    values: list[Any] | None
     errors: dict[int, ErrorInfo] | None
     seconds: float
 

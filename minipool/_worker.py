@@ -116,13 +116,29 @@ def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> Non
             kind, payload = frames.popleft()
             if kind != CHUNK or context.shared.stop_requested:
                 return
-            chunk: Chunk = loads(payload)
-            outcome = run_chunk(chunk, functions.load(chunk.fn), running, context.worker_id)
+            try:
+                chunk: Chunk = loads(payload)
+                fn = functions.load(chunk.fn)
+            except Exception as error:
+                outbox.add(OUTCOME, dumps(_unreadable_chunk(error), protocol=PROTOCOL))
+                continue
+            outcome = run_chunk(chunk, fn, running, context.worker_id)
             outbox.add(OUTCOME, encode_outcome(outcome))
             if perf_counter() - outbox.since > FLUSH_AFTER:
                 _flush(outbox)
     finally:
         _flush(outbox)
+
+
+def _unreadable_chunk(error: Exception) -> Outcome:
+    """The outcome of a chunk whose function or arguments did not unpickle here."""
+    info = error_info(error)
+    message = (
+        f"the job could not be unpickled in the worker: {info.message}. Its function and "
+        "arguments must be importable in worker processes (define them in a module, or "
+        "pass functions defined in __main__ by value: lambdas and closures are)."
+    )
+    return Outcome(-1, None, {0: ErrorInfo(info.type_name, message, info.traceback, None)}, 0.0)
 
 
 def _flush(outbox: Outbox) -> None:
@@ -181,7 +197,7 @@ def encode_outcome(outcome: Outcome) -> bytes:
 
 
 def _replace_unpicklable(outcome: Outcome) -> Outcome:
-    values = list(outcome.values)
+    values = list(outcome.values or ())
     errors = dict(outcome.errors or {})
     for position, value in enumerate(values):
         try:

@@ -309,5 +309,21 @@ def raise_worker_only_error() -> None:
     raise WorkerOnlyError("only workers can rebuild me")
 
 
+# ---- arguments that pickle in the caller but do not unpickle in a worker -------------------
+
+
+def _rebuild_in_caller_only(cls: type, args: tuple[Any, ...]) -> Any:
+    if multiprocessing.parent_process() is not None:  # a worker
+        raise RuntimeError(f"{cls.__name__} cannot be unpickled in a worker")
+    return cls(*args)
+
+
+class CallerOnlyValue:
+    """An argument that pickles in the caller but cannot be rebuilt in a worker."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_in_caller_only, (CallerOnlyValue, ()))
+
+
 def system_exit(code: int) -> None:
     sys.exit(code)

@@ -195,6 +195,28 @@ def test_crash_in_an_untracked_chunk_is_pinned_on_its_job(make_pool: MakePool) -
     assert pool.submit(jobs.square, 3).result(timeout=30) == 9
 
 
+def test_arguments_that_do_not_unpickle_in_the_worker_fail_their_job(
+    make_pool: MakePool,
+) -> None:
+    """Arguments a worker cannot rebuild give RemoteError for their job; no worker dies."""
+    pool = make_pool(1)
+    future = pool.submit(jobs.square, jobs.CallerOnlyValue())
+    with pytest.raises(minipool.RemoteError, match="could not be unpickled in the worker"):
+        future.result(timeout=30)
+    assert pool.submit(jobs.square, 4).result(timeout=30) == 16
+    assert pool.stats.worker_restarts == 0
+
+
+def test_a_map_chunk_that_does_not_unpickle_fails_only_its_jobs(make_pool: MakePool) -> None:
+    """In a map, a chunk holding an argument the worker cannot rebuild fails, the rest runs."""
+    pool = make_pool(1)
+    items = [1, 2, jobs.CallerOnlyValue(), 4]
+    got = list(pool.map(jobs.square, items, chunksize=2, return_exceptions=True))
+    assert got[:2] == [1, 4]
+    assert all(isinstance(value, minipool.RemoteError) for value in got[2:])
+    assert pool.stats.worker_restarts == 0
+
+
 def test_crash_in_map_without_return_exceptions_raises(make_pool: MakePool) -> None:
     """Without return_exceptions, a map over a crashing item raises WorkerCrashed there."""
     pool = make_pool()
