@@ -155,6 +155,8 @@ def run_chunk(
     first job, if the chunk is not tracked), so that whoever watches this
     process knows which job it died in.
     """
+    # Every BaseException is the job's own (this process ignores SIGINT): a job
+    # raising KeyboardInterrupt or asyncio.CancelledError must not kill the worker.
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
     call = _star_call(fn, chunk.kwargs) if chunk.star else fn
@@ -165,7 +167,7 @@ def run_chunk(
             running[slot] = job_id
             try:
                 append(call(item))
-            except (Exception, SystemExit) as error:
+            except BaseException as error:
                 errors[len(values)] = error_info(error)
                 append(None)
     else:
@@ -175,7 +177,7 @@ def run_chunk(
             try:
                 values.extend(calls)  # keeps the values before a job that raises
                 break
-            except (Exception, SystemExit) as error:
+            except BaseException as error:
                 errors[len(values)] = error_info(error)
                 values.append(None)  # map() resumes with the next job
     running[slot] = IDLE

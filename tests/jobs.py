@@ -325,5 +325,9 @@ class CallerOnlyValue:
         return (_rebuild_in_caller_only, (CallerOnlyValue, ()))
 
 
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt("raised by the job itself")
+
+
 def system_exit(code: int) -> None:
     sys.exit(code)

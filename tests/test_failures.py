@@ -41,6 +41,13 @@ CASES = {
         jobs.raise_value_error, ("plain",), ValueError, "plain", traceback="raise_value_error"
     ),
     "sys-exit": Case(jobs.system_exit, (2,), SystemExit, "2", traceback="system_exit"),
+    "keyboard-interrupt-raised-by-the-job": Case(
+        jobs.raise_keyboard_interrupt,
+        (),
+        KeyboardInterrupt,
+        "raised by the job itself",
+        traceback="raise_keyboard_interrupt",
+    ),
     "result-does-not-pickle": Case(
         jobs.return_lock,
         (),
