@@ -93,6 +93,10 @@ class ChunkReceiver(_FutureReceiver):
     def deliver(
         self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
     ) -> None:
+        if self.future.done():
+            # Cancelled by stop() while another part of it (split off after a
+            # crash) was still running elsewhere: that part's result is moot.
+            return
         self._seconds += seconds
         if offset == 0 and len(values) == self.size:
             self._values = values
