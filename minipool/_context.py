@@ -18,7 +18,6 @@ class WorkerContext:
     worker_id: int
     shared: SharedState
     state: Any = None
-    job_id: int = -1
 
 
 _current: WorkerContext | None = None
