@@ -154,7 +154,8 @@ class _MapRun:
         if self._bar is not None:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
-        tracked = not self._sizer.jobs_are_tiny
+        # A timeout needs each job's start, so every chunk is tracked then.
+        tracked = not self._sizer.jobs_are_tiny or self._master.task_timeout is not None
         try:
             self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver, tracked))
         except RuntimeError as refusal:

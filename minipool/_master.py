@@ -46,7 +46,9 @@ import os
 import selectors
 import threading
 from collections import deque
+from collections.abc import Iterator
 from functools import partial
+from time import monotonic
 from typing import Any
 
 from ._errors import InitError, PoolError, RemoteError
@@ -57,6 +59,7 @@ from ._scheduling import MIN_TASKS_IN_FLIGHT, JobTimer
 from ._shared import IDLE, SharedState
 from ._stats import PoolStats
 from ._tasks import Task
+from ._worker import WorkerConfig
 
 
 class Master:
@@ -67,13 +70,17 @@ class Master:
         init: bytes | None,
         start_method: str,
         max_tasks_per_worker: int | None,
+        task_timeout: float | None,
     ) -> None:
         self.workers = workers
         self.max_tasks_per_worker = max_tasks_per_worker
+        self.task_timeout = task_timeout
         self.timer = JobTimer()
         self._ctx = multiprocessing.get_context(start_method)
-        self._init = init
         self._shared = SharedState(workers)
+        self._worker_config = WorkerConfig(
+            worker_id=-1, init=init, shared=self._shared, timed=task_timeout is not None
+        )
         # Guards what caller threads share with the master: job ids, the
         # closing flag, the wakeup pipe's lifetime.
         self._lock = threading.Lock()
@@ -176,8 +183,9 @@ class Master:
     def _run(self) -> None:
         try:
             while any(worker is not None for worker in self._workers):
-                for key, _ in self._selector.select():
+                for key, _ in self._selector.select(self._time_to_next_deadline()):
                     key.data()
+                self._expire_overdue_jobs()
                 self._advance()
         except BaseException as error:
             self._abandon(error)
@@ -234,6 +242,46 @@ class Master:
         worker.send(task)
         if limit is not None and worker.jobs_sent >= limit:
             worker.retire()
+
+    # ---- task_timeout: the select() sleeps until the next deadline it can know
+
+    def _time_to_next_deadline(self) -> float | None:
+        if self.task_timeout is None:
+            return None
+        now = monotonic()
+        deadlines = [
+            (since if since is not None else now) + self.task_timeout
+            for worker, _, since in self._timed_workers()
+        ]
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _expire_overdue_jobs(self) -> None:
+        if self.task_timeout is None:
+            return
+        now = monotonic()
+        for worker, job_id, since in self._timed_workers():
+            if since is not None and now - since >= self.task_timeout:
+                worker.timed_out = job_id
+                worker.process.kill()  # its exit settles the job as TaskTimeout
+
+    def _timed_workers(self) -> Iterator[tuple[WorkerHandle, int, float | None]]:
+        """Each worker holding jobs: the job it runs and since when (None: none started yet).
+
+        A worker that has not started its next job yet cannot overrun before
+        ``now + task_timeout``, which bounds the sleep without polling.
+        """
+        running = self._shared.running_slots
+        started = self._shared.started_slots
+        for worker in self._workers:
+            if worker is None or not worker.in_flight or worker.timed_out is not None:
+                continue
+            slot = worker.slot
+            job_id = running[slot]
+            since = started[slot]
+            if job_id == IDLE or running[slot] != job_id:  # idle, or moving on this instant
+                yield worker, job_id, None
+            else:
+                yield worker, job_id, since
 
     def _retire_all(self) -> None:
         for worker in self._workers:
@@ -338,7 +386,7 @@ class Master:
         tasks = list(worker.in_flight)
         worker.in_flight.clear()
         worker.jobs_in_flight = 0
-        running = self._shared.running_slots()
+        running = self._shared.running_slots
         job_id, running[worker.slot] = running[worker.slot], IDLE
         if self._broken is not None:
             for task in tasks:
@@ -359,7 +407,7 @@ class Master:
         before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
         requeue = [*tasks[:culprit], before, after, *tasks[culprit + 1 :]]
         self._pending.extendleft(task for task in reversed(requeue) if task.size)
-        error = worker.crash_error(exitcode, suspect.first_job_id + position)
+        error = worker.crash_error(exitcode, suspect.first_job_id + position, self.task_timeout)
         self._finish(suspect.part(position, position + 1), [None], {0: error})
 
     # ---- outcomes ------------------------------------------------------------------
@@ -402,7 +450,7 @@ class Master:
     # ---- workers -------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> None:
-        worker = WorkerHandle(self._ctx, slot, self._init, self._shared, self._master_fds())
+        worker = WorkerHandle(self._ctx, self._worker_config, slot, self._master_fds())
         self._workers[slot] = worker
         self._selector.register(
             worker.results_fd, selectors.EVENT_READ, partial(self._on_results, worker)

@@ -41,6 +41,8 @@ class Pool(Executor):
     ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``; the default
     is forkserver on Linux and spawn elsewhere (see ``DEFAULT_START_METHOD``).
     ``max_tasks_per_worker`` replaces a worker after it has run that many jobs.
+    ``task_timeout`` (seconds) fails a job that runs longer with ``TaskTimeout``
+    and replaces its worker; a job waiting in a queue has not started its clock.
     """
 
     def __init__(
@@ -51,17 +53,21 @@ class Pool(Executor):
         init_args: Iterable[Any] = (),
         start_method: str | None = None,
         max_tasks_per_worker: int | None = None,
+        task_timeout: float | None = None,
     ) -> None:
         if workers is None:
             workers = _cpu_count()
         _check_positive("workers", workers, "for one per CPU")
         if max_tasks_per_worker is not None:
             _check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
+        if task_timeout is not None:
+            _check_seconds("task_timeout", task_timeout)
         self._master = Master(
             workers=workers,
             init=_pickle_init(init, init_args),
             start_method=_check_start_method(start_method),
             max_tasks_per_worker=max_tasks_per_worker,
+            task_timeout=task_timeout,
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)
@@ -171,6 +177,13 @@ def _check_positive(name: str, value: Any, none_means: str) -> None:
         )
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}; pass {name}=None {none_means}")
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be more than 0 seconds, got {value!r}; pass None for none")
 
 
 def _check_start_method(method: str | None) -> str:

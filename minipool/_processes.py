@@ -7,6 +7,7 @@ pipes are non-blocking: the master loop must never wait on one worker.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -14,9 +15,8 @@ from collections import deque
 from typing import Any
 
 from . import _worker
-from ._errors import WorkerCrashed
+from ._errors import PoolError, TaskTimeout, WorkerCrashed
 from ._messages import STOP, FrameReader, Outbox
-from ._shared import SharedState
 from ._tasks import Task
 
 _READ_SIZE = 1 << 20
@@ -47,23 +47,21 @@ class WorkerHandle:
         "retiring",
         "sentinel",
         "slot",
+        "timed_out",
     )
 
     def __init__(
-        self,
-        ctx: Any,
-        slot: int,
-        init: bytes | None,
-        shared: SharedState,
-        master_fds: tuple[int, ...],
+        self, ctx: Any, template: _worker.WorkerConfig, slot: int, master_fds: tuple[int, ...]
     ) -> None:
         jobs_reader, jobs_writer = ctx.Pipe(duplex=False)
         results_reader, results_writer = ctx.Pipe(duplex=False)
         _enlarge(jobs_writer.fileno())
         _enlarge(results_writer.fileno())
         inherited = (*master_fds, jobs_writer.fileno(), results_reader.fileno())
-        config = _worker.WorkerConfig(
-            slot, init, shared, inherited if ctx.get_start_method() == "fork" else ()
+        config = dataclasses.replace(
+            template,
+            worker_id=slot,
+            inherited_fds=inherited if ctx.get_start_method() == "fork" else (),
         )
         self.process = ctx.Process(
             target=_worker.main,
@@ -88,6 +86,7 @@ class WorkerHandle:
         self.jobs_sent = 0
         self.ready = False
         self.retiring = False
+        self.timed_out: int | None = None  # the job it was killed for overrunning
 
     def fds(self) -> tuple[int, ...]:
         return (self.jobs_fd, self.results_fd, self.sentinel)
@@ -133,8 +132,15 @@ class WorkerHandle:
         self.process.close()
         return exitcode  # type: ignore[no-any-return]
 
-    def crash_error(self, exitcode: int, job_id: int) -> WorkerCrashed:
+    def crash_error(self, exitcode: int, job_id: int, timeout: float | None) -> PoolError:
         """The error for the job this worker was running when it died."""
+        if job_id == self.timed_out and timeout is not None:
+            return TaskTimeout(
+                f"job {job_id} ran longer than task_timeout={timeout:g} s in worker "
+                f"{self.slot} (pid {self.pid}); the worker was killed and replaced",
+                job_id=job_id,
+                seconds=timeout,
+            )
         how, signal_name = self.describe_exit(exitcode)
         return WorkerCrashed(
             f"worker {self.slot} (pid {self.pid}) {how} while running job {job_id}; "

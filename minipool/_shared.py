@@ -12,11 +12,16 @@ aligned 8-byte store cannot be torn by a process dying:
 - ``running[w]``: written by worker slot ``w``, the id of the job it is running
   (``IDLE`` between jobs); read by the master when that worker dies, to know
   exactly which job of a chunk it died in.
+- ``started[w]``: written by worker slot ``w`` when the pool has a
+  ``task_timeout``, the ``time.monotonic()`` at which that job started (the
+  clock is system-wide); read by the master to time the job out. It is written
+  before ``running[w]``, so a master that sees a job's id sees its start.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 from multiprocessing.sharedctypes import RawArray, RawValue
 from typing import Any
 
@@ -28,14 +33,11 @@ class SharedState:
         self._stop = RawValue(ctypes.c_int8, 0)
         self._completed = RawValue(ctypes.c_uint64, 0)
         self._running = RawArray(ctypes.c_int64, [IDLE] * slots)
-        self._view: memoryview | None = None
+        self._started = RawArray(ctypes.c_double, slots)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_stop": self._stop, "_completed": self._completed, "_running": self._running}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._view = None
+        # The cached views do not pickle; each process makes its own.
+        return {name: value for name, value in vars(self).items() if name.startswith("_")}
 
     @property
     def stop_requested(self) -> bool:
@@ -51,8 +53,12 @@ class SharedState:
     def add_completed(self, count: int) -> None:
         self._completed.value += count
 
-    def running_slots(self) -> memoryview:
+    @functools.cached_property
+    def running_slots(self) -> memoryview[int]:
         """A writable ``int64`` view of the per-worker running-job slots."""
-        if self._view is None:
-            self._view = memoryview(self._running).cast("B").cast("q")
-        return self._view
+        return memoryview(self._running).cast("B").cast("q")
+
+    @functools.cached_property
+    def started_slots(self) -> memoryview[float]:
+        """A writable ``double`` view of the per-worker job start times."""
+        return memoryview(self._started).cast("B").cast("d")

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from itertools import count
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 from . import _context
@@ -53,7 +53,9 @@ class WorkerConfig:
     # Under fork the child inherits the master's ends of every pipe; it must
     # close them, or it would hold its own jobs pipe open and never see EOF
     # when the master dies. Empty under spawn and forkserver.
-    inherited_fds: tuple[int, ...]
+    inherited_fds: tuple[int, ...] = ()
+    # The pool has a task_timeout: stamp each job's start in shared memory.
+    timed: bool = False
 
 
 def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
@@ -63,7 +65,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
             os.close(fd)
     # Ctrl-C reaches the whole process group; the caller decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    context = _context.WorkerContext(config.worker_id, config.shared)
+    context = _context.WorkerContext(config.worker_id, config.shared, config.timed)
     _context.install(context)
     outbox = Outbox(results.fileno())
     try:
@@ -102,7 +104,8 @@ def _nothing() -> None:
 def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> None:
     reader = FrameReader()
     functions = FunctionCache()
-    running = context.shared.running_slots()
+    running = context.shared.running_slots
+    started = context.shared.started_slots if context.timed else None
     frames: deque[tuple[int, memoryview]] = deque()
     try:
         while True:
@@ -122,7 +125,7 @@ def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> Non
             except Exception as error:
                 outbox.add(OUTCOME, dumps(_unreadable_chunk(error), protocol=PROTOCOL))
                 continue
-            outcome = run_chunk(chunk, fn, running, context.worker_id)
+            outcome = run_chunk(chunk, fn, running, started, context.worker_id)
             outbox.add(OUTCOME, encode_outcome(outcome))
             if perf_counter() - outbox.since > FLUSH_AFTER:
                 _flush(outbox)
@@ -147,23 +150,30 @@ def _flush(outbox: Outbox) -> None:
 
 
 def run_chunk(
-    chunk: Chunk, fn: Any, running: MutableSequence[int] | memoryview, slot: int
+    chunk: Chunk,
+    fn: Any,
+    running: MutableSequence[int] | memoryview[int],
+    started: MutableSequence[float] | memoryview[float] | None,
+    slot: int,
 ) -> Outcome:
     """Run every job of ``chunk``; each job's exception is caught and becomes its outcome.
 
     ``running[slot]`` holds the id of the job in progress (of the chunk's
     first job, if the chunk is not tracked), so that whoever watches this
-    process knows which job it died in.
+    process knows which job it died in; ``started[slot]``, if given, when that
+    job started.
     """
     # Every BaseException is the job's own (this process ignores SIGINT): a job
     # raising KeyboardInterrupt or asyncio.CancelledError must not kill the worker.
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
     call = _star_call(fn, chunk.kwargs) if chunk.star else fn
-    started = perf_counter()
+    began = perf_counter()
     if chunk.tracked:
         append = values.append
         for job_id, item in zip(count(chunk.first_job_id), chunk.items):
+            if started is not None:
+                started[slot] = monotonic()
             running[slot] = job_id
             try:
                 append(call(item))
@@ -181,7 +191,7 @@ def run_chunk(
                 errors[len(values)] = error_info(error)
                 values.append(None)  # map() resumes with the next job
     running[slot] = IDLE
-    return Outcome(chunk.first_job_id, values, errors or None, perf_counter() - started)
+    return Outcome(chunk.first_job_id, values, errors or None, perf_counter() - began)
 
 
 def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, ...]], Any]:
