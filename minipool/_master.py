@@ -71,10 +71,12 @@ class Master:
         start_method: str,
         max_tasks_per_worker: int | None,
         task_timeout: float | None,
+        retries: int,
     ) -> None:
         self.workers = workers
         self.max_tasks_per_worker = max_tasks_per_worker
         self.task_timeout = task_timeout
+        self.retries = retries
         self.timer = JobTimer()
         self._ctx = multiprocessing.get_context(start_method)
         self._shared = SharedState(workers)
@@ -92,6 +94,7 @@ class Master:
         # Counters for stats(); completed jobs are counted in _shared.
         self._submitted = 0
         self._failed = 0
+        self._retried = 0
         self._restarts = 0
         self._selector = selectors.DefaultSelector()
         self._wakeup_reader, self._wakeup_writer = os.pipe()
@@ -164,7 +167,7 @@ class Master:
             submitted=self._submitted,
             completed=self._shared.completed,
             failed=self._failed,
-            retried=0,
+            retried=self._retried,
             running=sum(worker.jobs_in_flight for worker in alive),
             workers_alive=len(alive),
             worker_restarts=self._restarts,
@@ -419,14 +422,44 @@ class Master:
         errors: dict[int, BaseException],
         seconds: float = 0.0,
     ) -> None:
+        """Deliver the outcomes of ``task``'s jobs; failed ones with retries left run again."""
+        if not errors or task.attempts >= self.retries:
+            if errors and self.retries:
+                for error in errors.values():
+                    _note_attempts(error, task.attempts + 1)
+            self._deliver(task, 0, values, errors, seconds)
+            return
+        failed = sorted(errors)
+        self._retried += len(failed)
+        self._pending.extendleft(
+            task.part(position, position + 1, attempts=task.attempts + 1)
+            for position in reversed(failed)
+        )
+        start = 0
+        for stop in [*failed, task.size]:  # the runs of successes between failures
+            if stop > start:
+                self._deliver(task, start, values[start:stop], {}, 0.0)
+            start = stop + 1
+
+    def _deliver(
+        self,
+        task: Task,
+        start: int,
+        values: list[Any],
+        errors: dict[int, BaseException],
+        seconds: float,
+    ) -> None:
+        """Outcomes for ``task``'s jobs from ``start`` on, to the caller, no retry."""
         # Count first: a done-callback or a woken caller must see the job counted.
         self._failed += len(errors)
-        self._shared.add_completed(task.size)
-        task.receiver.deliver(task.offset, values, errors, seconds)
+        self._shared.add_completed(len(values))
+        task.receiver.deliver(task.offset + start, values, errors, seconds)
 
     def _fail(self, task: Task, error: BaseException) -> None:
+        """Every job of ``task`` fails with ``error``, not retried (it would fail again)."""
         if task.receiver.start():
-            self._finish(task, [None] * task.size, dict.fromkeys(range(task.size), error))
+            errors = dict.fromkeys(range(task.size), error)
+            self._deliver(task, 0, [None] * task.size, errors, 0.0)
 
     def _break(self, error: PoolError) -> None:
         """The pool cannot run jobs (init fails): fail everything waiting, let workers exit."""
@@ -474,6 +507,14 @@ class Master:
             self._wakeup_writer = -1
         os.close(self._wakeup_reader)
         self._selector.close()
+
+
+def _note_attempts(error: BaseException, attempts: int) -> None:
+    note = f"minipool: the job failed on each of its {attempts} attempts; this is the last error"
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10: the PEP 678 attribute, which tracebacks there do not show
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
 def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:

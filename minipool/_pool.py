@@ -43,6 +43,8 @@ class Pool(Executor):
     ``max_tasks_per_worker`` replaces a worker after it has run that many jobs.
     ``task_timeout`` (seconds) fails a job that runs longer with ``TaskTimeout``
     and replaces its worker; a job waiting in a queue has not started its clock.
+    ``retries``: a job that raised, crashed its worker or timed out runs again,
+    on any worker, up to that many times before its last error is reported.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class Pool(Executor):
         start_method: str | None = None,
         max_tasks_per_worker: int | None = None,
         task_timeout: float | None = None,
+        retries: int = 0,
     ) -> None:
         if workers is None:
             workers = _cpu_count()
@@ -62,12 +65,15 @@ class Pool(Executor):
             _check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
         if task_timeout is not None:
             _check_seconds("task_timeout", task_timeout)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
         self._master = Master(
             workers=workers,
             init=_pickle_init(init, init_args),
             start_method=_check_start_method(start_method),
             max_tasks_per_worker=max_tasks_per_worker,
             task_timeout=task_timeout,
+            retries=retries,
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)

@@ -121,6 +121,7 @@ class Task:
     receiver: Receiver
     offset: int = 0  # position of this task's first job in its receiver
     tracked: bool = True  # see _messages.Chunk
+    attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
     payload: bytes = field(default=b"", repr=False)
     header: bytes = field(default=b"", repr=False)
 
@@ -136,7 +137,9 @@ class Task:
     def size(self) -> int:
         return len(self.items)
 
-    def part(self, start: int, stop: int, *, tracked: bool | None = None) -> Task:
+    def part(
+        self, start: int, stop: int, *, tracked: bool | None = None, attempts: int | None = None
+    ) -> Task:
         """The jobs ``start:stop`` of this task as a task of their own."""
         return Task(
             self.first_job_id + start,
@@ -147,4 +150,5 @@ class Task:
             self.receiver,
             self.offset + start,
             self.tracked if tracked is None else tracked,
+            self.attempts if attempts is None else attempts,
         )

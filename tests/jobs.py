@@ -325,6 +325,22 @@ class CallerOnlyValue:
         return (_rebuild_in_caller_only, (CallerOnlyValue, ()))
 
 
+def fail_first_attempts(directory: str, key: str, failures: int, how: str) -> int:
+    """Fail (``how``: "raise", "kill" or "hang") on the first ``failures`` attempts; then
+    return the attempt number. Attempts are counted in a file, across processes."""
+    counter = Path(directory) / key
+    with counter.open("a") as file:
+        file.write("x")
+    attempt = len(counter.read_text())
+    if attempt <= failures:
+        if how == "raise":
+            raise ValueError(f"attempt {attempt} of {key} failed")
+        if how == "kill":
+            kill_self_with_signal(signal.SIGKILL)
+        time.sleep(60)  # "hang": until task_timeout kills the worker
+    return attempt
+
+
 def raise_keyboard_interrupt() -> None:
     raise KeyboardInterrupt("raised by the job itself")
 
