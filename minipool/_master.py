@@ -61,6 +61,11 @@ from ._stats import PoolStats
 from ._tasks import Task
 from ._worker import WorkerConfig
 
+# init failures in a row (across workers) before the pool gives up with
+# InitError: enough to ride out a database that refused one connection, few
+# enough to fail within seconds instead of respawning forever.
+INIT_ATTEMPTS = 3
+
 
 class Master:
     def __init__(
@@ -91,6 +96,7 @@ class Master:
         self._closing = False
         self._cancel_pending = False
         self._broken: PoolError | None = None
+        self._init_failures = 0  # in a row, across workers; reset by a successful init
         # Counters for stats(); completed jobs are counted in _shared.
         self._submitted = 0
         self._failed = 0
@@ -323,7 +329,7 @@ class Master:
             if kind == OUTCOME:
                 self._on_outcome(worker, payload)
             elif kind == READY:
-                worker.ready = True
+                self._on_ready(worker)
             elif kind == INIT_FAILED:
                 self._on_init_failed(worker, payload)
 
@@ -355,7 +361,25 @@ class Master:
             worker_id=worker.slot,
         )
         error.__cause__ = cause
-        self._break(error)
+        worker.init_error = error  # counted when the worker exits, as it does next
+
+    def _on_ready(self, worker: WorkerHandle) -> None:
+        worker.ready = True
+        self._init_failures = 0
+
+    def _count_init_failure(self, worker: WorkerHandle, exitcode: int) -> None:
+        """A worker ended before its init finished: try again, a few times only."""
+        error = worker.init_error
+        if error is None:
+            how, _ = worker.describe_exit(exitcode)
+            error = InitError(
+                f"worker {worker.slot} (pid {worker.pid}) {how} while running init; "
+                "no job can run. Fix init and create a new Pool.",
+                worker_id=worker.slot,
+            )
+        self._init_failures += 1
+        if self._init_failures >= INIT_ATTEMPTS:
+            self._break(error)
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         self._on_results(worker)  # what it wrote before it died still counts
@@ -367,15 +391,12 @@ class Master:
         exitcode = worker.reap()
         self._workers[worker.slot] = None
         if not worker.ready and not worker.retiring and self._broken is None:
-            how, _ = worker.describe_exit(exitcode)
-            self._break(
-                InitError(
-                    f"worker {worker.slot} (pid {worker.pid}) {how} while running init; "
-                    "no job can run. Fix init and create a new Pool.",
-                    worker_id=worker.slot,
-                )
-            )
-        if worker.in_flight:
+            self._count_init_failure(worker, exitcode)
+        if worker.in_flight and not worker.ready and self._broken is None:
+            self._pending.extendleft(reversed(worker.in_flight))  # they never started
+            worker.in_flight.clear()
+            worker.jobs_in_flight = 0
+        elif worker.in_flight:
             self._settle_orphans(worker, exitcode)
         if self._broken is None and not self._shared.stop_requested and self._has_work():
             self._spawn(worker.slot)

@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from . import _worker
-from ._errors import PoolError, TaskTimeout, WorkerCrashed
+from ._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
 from ._messages import STOP, FrameReader, Outbox
 from ._tasks import Task
 
@@ -35,6 +35,7 @@ class WorkerHandle:
     __slots__ = (
         "_connections",
         "in_flight",
+        "init_error",
         "jobs_fd",
         "jobs_in_flight",
         "jobs_sent",
@@ -87,6 +88,7 @@ class WorkerHandle:
         self.ready = False
         self.retiring = False
         self.timed_out: int | None = None  # the job it was killed for overrunning
+        self.init_error: InitError | None = None  # what its init raised
 
     def fds(self) -> tuple[int, ...]:
         return (self.jobs_fd, self.results_fd, self.sentinel)

@@ -228,6 +228,16 @@ def init_raises(message: str, release: str | None = None) -> None:
     raise InitFailure(message)
 
 
+def init_fails_first_time(marker: str) -> str:
+    """Fail init in the first worker process that runs it; succeed in every later one."""
+    try:
+        with open(marker, "x"):
+            pass
+    except FileExistsError:
+        return "connected"
+    raise InitFailure("the database refused the first connection")
+
+
 def init_exits(code: int, release: str) -> None:
     """End the worker process from init, once ``release`` exists."""
     wait_for_path(release, RELEASE_TIMEOUT)

@@ -17,6 +17,10 @@ import minipool
 
 MakePool = Callable[..., minipool.Pool]
 
+# A failing init is tried a few times in all (three, across workers) before the
+# pool gives up: at most two workers are respawned for it.
+MAX_INIT_RESPAWNS = 2
+
 
 def _marker_counts(directory: Path, kind: str) -> dict[int, int]:
     """pid -> how many times that worker wrote its ``kind`` marker (see jobs.init_with_markers)."""
@@ -126,8 +130,15 @@ def test_init_failure_breaks_the_pool_fast(
     pool.shutdown()
     assert time.monotonic() - began < 15
     stats = pool.stats
-    assert stats.worker_restarts == 0
+    assert stats.worker_restarts <= MAX_INIT_RESPAWNS
     assert stats.workers_alive == 0
+
+
+def test_init_that_fails_once_is_tried_again(make_pool: MakePool, tmp_path: Path) -> None:
+    """An init that fails on its first attempt only (a refused connection) leaves a working pool."""
+    pool = make_pool(1, init=jobs.init_fails_first_time, init_args=(str(tmp_path / "tried"),))
+    assert pool.submit(jobs.read_state).result(timeout=30) == "connected"
+    assert pool.stats.worker_restarts == 1
 
 
 def test_init_that_kills_its_process_breaks_the_pool(make_pool: MakePool, tmp_path: Path) -> None:
@@ -141,7 +152,7 @@ def test_init_that_kills_its_process_breaks_the_pool(make_pool: MakePool, tmp_pa
     with pytest.raises(minipool.InitError):
         pool.submit(jobs.square, 3)
     pool.shutdown()
-    assert pool.stats.worker_restarts == 0
+    assert pool.stats.worker_restarts <= MAX_INIT_RESPAWNS
 
 
 def test_submit_to_a_pool_whose_init_failed_raises(make_pool: MakePool) -> None:
@@ -158,7 +169,7 @@ def test_init_failure_reaches_map(make_pool: MakePool) -> None:
     pool = make_pool(init=jobs.init_raises, init_args=("broken",))
     with pytest.raises(minipool.InitError, match="broken"):
         list(pool.map(jobs.square, range(100)))
-    assert pool.stats.worker_restarts == 0
+    assert pool.stats.worker_restarts <= MAX_INIT_RESPAWNS
 
 
 # ---- stop() --------------------------------------------------------------------------
