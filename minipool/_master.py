@@ -52,7 +52,7 @@ from time import monotonic
 from typing import Any
 
 from ._errors import InitError, PoolError, RemoteError
-from ._messages import INIT_FAILED, OUTCOME, READY
+from ._messages import INIT_FAILED, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
 from ._scheduling import MIN_TASKS_IN_FLIGHT, JobTimer
@@ -75,6 +75,7 @@ class Master:
         init: bytes | None,
         start_method: str,
         max_tasks_per_worker: int | None,
+        max_worker_memory: int | None,
         task_timeout: float | None,
         retries: int,
     ) -> None:
@@ -86,7 +87,11 @@ class Master:
         self._ctx = multiprocessing.get_context(start_method)
         self._shared = SharedState(workers)
         self._worker_config = WorkerConfig(
-            worker_id=-1, init=init, shared=self._shared, timed=task_timeout is not None
+            worker_id=-1,
+            init=init,
+            shared=self._shared,
+            timed=task_timeout is not None,
+            max_memory=max_worker_memory,
         )
         # Guards what caller threads share with the master: job ids, the
         # closing flag, the wakeup pipe's lifetime.
@@ -332,6 +337,8 @@ class Master:
                 self._on_ready(worker)
             elif kind == INIT_FAILED:
                 self._on_init_failed(worker, payload)
+            elif kind == RECYCLING:
+                worker.retiring = worker.recycling = True
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         task = worker.in_flight.popleft()
@@ -392,8 +399,9 @@ class Master:
         self._workers[worker.slot] = None
         if not worker.ready and not worker.retiring and self._broken is None:
             self._count_init_failure(worker, exitcode)
-        if worker.in_flight and not worker.ready and self._broken is None:
-            self._pending.extendleft(reversed(worker.in_flight))  # they never started
+        never_started = not worker.ready or worker.recycling
+        if worker.in_flight and never_started and self._broken is None:
+            self._pending.extendleft(reversed(worker.in_flight))
             worker.in_flight.clear()
             worker.jobs_in_flight = 0
         elif worker.in_flight:

@@ -29,6 +29,7 @@ STOP = 2  # finish what was sent before this frame, tear down, exit
 OUTCOME = 11
 READY = 12  # init finished; jobs may now fail only on their own account
 INIT_FAILED = 13
+RECYCLING = 14  # past max_worker_memory: exiting; the chunks not answered never ran
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,9 @@ class Pool(Executor):
 
     ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``; the default
     is forkserver on Linux and spawn elsewhere (see ``DEFAULT_START_METHOD``).
-    ``max_tasks_per_worker`` replaces a worker after it has run that many jobs.
+    ``max_tasks_per_worker`` replaces a worker after it has run that many jobs;
+    ``max_worker_memory`` (bytes), between jobs, once its resident memory passes
+    that (a leaking C extension, a growing cache). Either way its teardown runs.
     ``task_timeout`` (seconds) fails a job that runs longer with ``TaskTimeout``
     and replaces its worker; a job waiting in a queue has not started its clock.
     ``retries``: a job that raised, crashed its worker or timed out runs again,
@@ -55,6 +57,7 @@ class Pool(Executor):
         init_args: Iterable[Any] = (),
         start_method: str | None = None,
         max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | None = None,
         task_timeout: float | None = None,
         retries: int = 0,
     ) -> None:
@@ -63,6 +66,8 @@ class Pool(Executor):
         _check_positive("workers", workers, "for one per CPU")
         if max_tasks_per_worker is not None:
             _check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
+        if max_worker_memory is not None:
+            _check_positive("max_worker_memory", max_worker_memory, "for no limit")
         if task_timeout is not None:
             _check_seconds("task_timeout", task_timeout)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -72,6 +77,7 @@ class Pool(Executor):
             init=_pickle_init(init, init_args),
             start_method=_check_start_method(start_method),
             max_tasks_per_worker=max_tasks_per_worker,
+            max_worker_memory=max_worker_memory,
             task_timeout=task_timeout,
             retries=retries,
         )

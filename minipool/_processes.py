@@ -44,6 +44,7 @@ class WorkerHandle:
         "process",
         "reader",
         "ready",
+        "recycling",
         "results_fd",
         "retiring",
         "sentinel",
@@ -89,6 +90,7 @@ class WorkerHandle:
         self.retiring = False
         self.timed_out: int | None = None  # the job it was killed for overrunning
         self.init_error: InitError | None = None  # what its init raised
+        self.recycling = False  # it passed max_worker_memory and is leaving
 
     def fds(self) -> tuple[int, ...]:
         return (self.jobs_fd, self.results_fd, self.sentinel)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import resource
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from ._messages import (
     INIT_FAILED,
     OUTCOME,
     READY,
+    RECYCLING,
     Chunk,
     ErrorInfo,
     FrameReader,
@@ -56,6 +59,8 @@ class WorkerConfig:
     inherited_fds: tuple[int, ...] = ()
     # The pool has a task_timeout: stamp each job's start in shared memory.
     timed: bool = False
+    # max_worker_memory: exit, between chunks, once resident memory passes it.
+    max_memory: int | None = None
 
 
 def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
@@ -76,7 +81,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
         return
     outbox.add(READY)
     try:
-        _serve(jobs.fileno(), outbox, context)
+        _serve(jobs.fileno(), outbox, context, config.max_memory)
     finally:
         teardown()
 
@@ -101,7 +106,9 @@ def _nothing() -> None:
     pass
 
 
-def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> None:
+def _serve(
+    jobs_fd: int, outbox: Outbox, context: _context.WorkerContext, max_memory: int | None
+) -> None:
     reader = FrameReader()
     functions = FunctionCache()
     running = context.shared.running_slots
@@ -127,6 +134,9 @@ def _serve(jobs_fd: int, outbox: Outbox, context: _context.WorkerContext) -> Non
                 continue
             outcome = run_chunk(chunk, fn, running, started, context.worker_id)
             outbox.add(OUTCOME, encode_outcome(outcome))
+            if max_memory is not None and resident_bytes() > max_memory:
+                outbox.add(RECYCLING)
+                return
             if perf_counter() - outbox.since > FLUSH_AFTER:
                 _flush(outbox)
     finally:
@@ -142,6 +152,19 @@ def _unreadable_chunk(error: Exception) -> Outcome:
         "pass functions defined in __main__ by value: lambdas and closures are)."
     )
     return Outcome(-1, None, {0: ErrorInfo(info.type_name, message, info.traceback, None)}, 0.0)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux), or its peak (elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _flush(outbox: Outbox) -> None:

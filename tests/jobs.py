@@ -351,6 +351,17 @@ def fail_first_attempts(directory: str, key: str, failures: int, how: str) -> in
     return attempt
 
 
+_LEAKED: list[bytes] = []
+
+
+def leak_and_report(megabytes: int) -> tuple[int, int]:
+    """Keep ``megabytes`` of memory for good (a leak); return (pid, resident bytes now)."""
+    _LEAKED.append(b"x" * (megabytes << 20))
+    with open("/proc/self/statm", "rb") as statm:
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return os.getpid(), resident
+
+
 def raise_keyboard_interrupt() -> None:
     raise KeyboardInterrupt("raised by the job itself")
 

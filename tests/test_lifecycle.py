@@ -312,3 +312,24 @@ def test_workers_default_to_the_cpu_count(make_pool: MakePool) -> None:
     pool = make_pool(None)
     assert pool.workers == len(os.sched_getaffinity(0))
     assert pool.stats.workers_alive == pool.workers
+
+
+# ---- max_worker_memory ---------------------------------------------------------------
+
+
+def test_a_worker_past_max_worker_memory_is_recycled_between_jobs(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """Jobs leaking 40 MB each: a worker is replaced once past the limit; teardown runs."""
+    limit = 150 << 20
+    pool = make_pool(1, max_worker_memory=limit, init=jobs.init_with_markers, init_args=(tmp_path,))
+    # All at once: a worker that leaves hands back the jobs it had queued, unrun.
+    futures = [pool.submit(jobs.leak_and_report, 40) for _ in range(12)]
+    reports = [future.result(timeout=30) for future in futures]
+    pool.shutdown()
+    pids = {pid for pid, _ in reports}
+    assert len(pids) >= 3  # 12 x 40 MB cannot fit in one worker under 150 MB
+    # A worker runs at most one job past the limit before it leaves.
+    assert max(resident for _, resident in reports) < limit + (40 << 20)
+    assert pool.stats.worker_restarts >= 2
+    assert _marker_counts(tmp_path, "teardown") == _marker_counts(tmp_path, "init")
