@@ -16,8 +16,11 @@ import contextlib
 import inspect
 import os
 import resource
+import select
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
@@ -46,6 +49,11 @@ READ_SIZE = 1 << 20
 # Upper bound on how long a finished outcome waits for company before it is
 # sent. Shorter means more writes under load; longer delays results.
 FLUSH_AFTER = 0.002
+# When the caller's process dies (SIGKILL), an idle worker sees EOF and leaves
+# through its teardown at once; one busy in a job gets this long to finish
+# before the lifeline thread ends the process.
+MASTER_GONE_GRACE_SECONDS = 2.0
+EXIT_MASTER_GONE = 75
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
             os.close(fd)
     # Ctrl-C reaches the whole process group; the caller decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start_lifeline(jobs.fileno())
     context = _context.WorkerContext(config.worker_id, config.shared, config.timed)
     _context.install(context)
     outbox = Outbox(results.fileno())
@@ -84,6 +93,25 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
         _serve(jobs.fileno(), outbox, context, config.max_memory)
     finally:
         teardown()
+
+
+def _start_lifeline(jobs_fd: int) -> None:
+    """End this process soon after the master's process dies, even in the middle of a job.
+
+    Only the master holds the write end of the jobs pipe, so the read end
+    reports POLLHUP exactly when the master's process is gone. A thread waits
+    for that with an empty event mask, which never consumes the jobs.
+    """
+    poller = select.poll()
+    poller.register(jobs_fd, 0)
+
+    def watch() -> None:
+        while not any(mask & (select.POLLHUP | select.POLLERR) for _, mask in poller.poll()):
+            pass
+        time.sleep(MASTER_GONE_GRACE_SECONDS)  # a deadline, not a wait for a condition
+        os._exit(EXIT_MASTER_GONE)
+
+    threading.Thread(target=watch, name="minipool-lifeline", daemon=True).start()
 
 
 def _start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
