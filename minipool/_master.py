@@ -158,6 +158,11 @@ class Master:
         self._shared.request_stop()
         self.shutdown(wait=False, cancel_pending=True)
 
+    @property
+    def running(self) -> bool:
+        """The master thread still runs: the pool has workers or work."""
+        return self._thread.is_alive()
+
     def join(self, timeout: float | None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -185,12 +190,14 @@ class Master:
         )
 
     def _wake(self) -> None:
-        # Called with _lock held, which keeps the pipe open while we write.
+        # Called with _lock held, which keeps the pipe open while we write and
+        # orders this against _on_wakeup. The byte goes first: a Ctrl-C between
+        # the two lines then costs a spare wakeup, not every later one.
         if self._wakeup_sent or self._wakeup_writer < 0:
             return
-        self._wakeup_sent = True
         with contextlib.suppress(BlockingIOError):  # full of wakeups already
             os.write(self._wakeup_writer, b"\0")
+        self._wakeup_sent = True
 
     # ---- the master thread ---------------------------------------------------------
 
@@ -320,12 +327,13 @@ class Master:
     # ---- events --------------------------------------------------------------------
 
     def _on_wakeup(self) -> None:
-        # Drain first, then clear: a caller that saw the flag still set has
-        # already queued its tasks, which _advance() picks up after this.
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wakeup_reader, 4096):
-                pass
-        self._wakeup_sent = False
+        # Under the lock, so no caller sets the flag between the drain and the
+        # clear; whatever callers queued before, _advance() picks up next.
+        with self._lock:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wakeup_reader, 4096):
+                    pass
+            self._wakeup_sent = False
 
     def _on_results(self, worker: WorkerHandle) -> None:
         if self._workers[worker.slot] is not worker:

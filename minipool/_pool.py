@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing
 import os
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import cloudpickle
 
+from . import _exits
 from ._map import map_jobs
 from ._master import Master
 from ._pickling import PROTOCOL, dumps_function
@@ -83,7 +84,7 @@ class Pool(Executor):
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)
-        _live_masters.add(self._master)
+        _exits.register(self._master)
 
     @property
     def workers(self) -> int:
@@ -159,26 +160,22 @@ class Pool(Executor):
         """
         self._master.stop()
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for the jobs, as ``shutdown()`` does; on Ctrl-C or SystemExit, ``stop()``."""
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            _exits.leave(self._master)
+        else:
+            self.shutdown(wait=True)
+
     @property
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters."""
         return self._master.stats()
-
-
-_live_masters: weakref.WeakSet[Master] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_live_pools() -> None:
-    # Registered after multiprocessing's own exit handler, so it runs first
-    # (atexit is last-in, first-out) and workers are gone before that handler
-    # joins every child process.
-    for master in list(_live_masters):
-        master.stop()
-    for master in list(_live_masters):
-        if not master.join(timeout=5.0):
-            master.kill_workers()
-            master.join(timeout=5.0)
 
 
 def _check_positive(name: str, value: Any, none_means: str) -> None:

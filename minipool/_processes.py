@@ -12,6 +12,7 @@ import fcntl
 import os
 import signal
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from . import _worker
@@ -70,7 +71,8 @@ class WorkerHandle:
             args=(config, jobs_reader, results_writer),
             name=f"minipool-worker-{slot}",
         )
-        self.process.start()
+        with _sigint_blocked():
+            self.process.start()
         self.pid: int = self.process.pid
         self.sentinel: int = self.process.sentinel
         jobs_reader.close()
@@ -172,3 +174,20 @@ def _enlarge(fd: int) -> None:
     if set_size is not None:
         with contextlib.suppress(OSError):  # above the system's pipe-max-size
             fcntl.fcntl(fd, set_size, _PIPE_SIZE)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Start a worker with SIGINT blocked, so that Ctrl-C cannot reach it before it ignores it.
+
+    A new process inherits the signal mask (through fork, and across exec for
+    spawn), and so does a forkserver started here, and every worker it forks.
+    The worker unblocks SIGINT once it has set it to be ignored; one that came
+    in between is then dropped. Without this, a worker still importing modules
+    when Ctrl-C comes prints a traceback of its own.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -77,7 +77,9 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     # Ctrl-C reaches the whole process group; the caller decides what it means.
+    # (This process started with SIGINT blocked: see _processes._sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _start_lifeline(jobs.fileno())
     context = _context.WorkerContext(config.worker_id, config.shared, config.timed)
     _context.install(context)

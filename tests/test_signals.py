@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from helpers import wait_for
 
 CALLER = textwrap.dedent(
@@ -85,3 +86,94 @@ def test_workers_exit_soon_after_the_caller_is_killed(tmp_path: Path, start_meth
         for pid in workers:  # a failed test must not leave them running
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+STOPPING_CALLER = textwrap.dedent(
+    """
+    import os
+    import sys
+    import time
+
+    import minipool
+
+
+    def init(directory):
+        open(os.path.join(directory, f"init-{os.getpid()}"), "w").close()
+        yield
+        open(os.path.join(directory, f"teardown-{os.getpid()}"), "w").close()
+
+
+    def slow(seconds):
+        time.sleep(seconds)
+        return os.getpid()
+
+
+    if __name__ == "__main__":
+        method, directory, where = sys.argv[1:4]
+        with minipool.Pool(2, start_method=method, init=init, init_args=(directory,)) as pool:
+            if where == "map":
+                for pid in pool.map(slow, [0.05] * 100_000):
+                    print(pid, flush=True)
+            else:
+                print(pool.submit(slow, 0).result(), flush=True)
+                pool.submit(slow, 0.5).result()  # interrupted here
+                pool.submit(slow, 0.5).result()
+        print("after the with block", flush=True)
+    """
+)
+
+
+def _start_stopping_caller(tmp_path: Path, start_method: str, where: str) -> subprocess.Popen[str]:
+    script = tmp_path / "caller.py"
+    script.write_text(STOPPING_CALLER)
+    return subprocess.Popen(
+        [sys.executable, str(script), start_method, str(tmp_path), where],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+
+
+def _assert_stopped_cleanly(tmp_path: Path, stdout: str) -> None:
+    inits = {path.name.split("-")[1] for path in tmp_path.glob("init-*")}
+    teardowns = {path.name.split("-")[1] for path in tmp_path.glob("teardown-*")}
+    assert inits and teardowns == inits
+    assert all(_gone(int(pid)) for pid in inits)
+    assert "after the with block" not in stdout
+
+
+@pytest.mark.parametrize("where", ["map", "result"])
+def test_ctrl_c_raises_one_keyboard_interrupt_and_stops_the_pool(
+    tmp_path: Path, start_method: str, where: str
+) -> None:
+    """Ctrl-C (SIGINT to the process group) during map or result(): one traceback, teardown ran."""
+    caller = _start_stopping_caller(tmp_path, start_method, where)
+    try:
+        assert caller.stdout is not None
+        caller.stdout.readline()  # a first result: the pool is up
+        os.killpg(caller.pid, signal.SIGINT)
+        stdout, stderr = caller.communicate(timeout=30)
+    finally:
+        caller.kill()
+        caller.wait(timeout=30)
+    assert caller.returncode != 0
+    assert stderr.count("Traceback") == 1, stderr
+    assert "KeyboardInterrupt" in stderr
+    _assert_stopped_cleanly(tmp_path, stdout)
+
+
+def test_sigterm_exits_cleanly_without_a_traceback(tmp_path: Path, start_method: str) -> None:
+    """SIGTERM to the caller: exit status 143, no traceback, workers torn down and gone."""
+    caller = _start_stopping_caller(tmp_path, start_method, "map")
+    try:
+        assert caller.stdout is not None
+        caller.stdout.readline()
+        os.kill(caller.pid, signal.SIGTERM)
+        stdout, stderr = caller.communicate(timeout=30)
+    finally:
+        caller.kill()
+        caller.wait(timeout=30)
+    assert caller.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    _assert_stopped_cleanly(tmp_path, stdout)

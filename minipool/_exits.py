@@ -1,0 +1,96 @@
+"""How the caller's process ends with pools still running: interpreter exit, SIGTERM, Ctrl-C.
+
+- At interpreter exit, pools never shut down are stopped (jobs in hand finish,
+  teardown runs) and their workers killed if they take more than a few
+  seconds. This handler is registered after multiprocessing's own, so it runs
+  first (atexit is last-in, first-out), before that one joins every child.
+- SIGTERM would kill the caller on the spot and leave workers to notice on
+  their own. While a pool runs, and only if the program has no SIGTERM
+  handler of its own, minipool turns it into ``SystemExit(143)`` in the main
+  thread: ``with`` blocks and ``finally`` clauses run, the pools stop cleanly,
+  no traceback is printed, and the exit status says SIGTERM as before.
+- Ctrl-C needs nothing here: workers ignore SIGINT, the caller gets the one
+  ``KeyboardInterrupt``, and ``Pool.__exit__`` stops the pool (see ``leave``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import weakref
+from types import FrameType
+from typing import Protocol
+
+# How long a stopping pool may take before its workers are killed: at
+# interpreter exit, and after a second Ctrl-C.
+STOP_GRACE_SECONDS = 5.0
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
+# A stop that takes longer than this says what it waits for.
+HINT_AFTER_SECONDS = 1.0
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+    def join(self, timeout: float | None) -> bool: ...
+    def kill_workers(self) -> None: ...
+    @property
+    def running(self) -> bool: ...
+
+
+_live: weakref.WeakSet[Stoppable] = weakref.WeakSet()
+
+
+def register(master: Stoppable) -> None:
+    _live.add(master)
+    _take_over_sigterm()
+
+
+def leave(master: Stoppable) -> None:
+    """``Pool.__exit__`` after KeyboardInterrupt or SystemExit: stop, don't run the queue.
+
+    A second Ctrl-C while the jobs in hand finish kills the workers, instead of
+    printing a second traceback.
+    """
+    master.stop()
+    if master.join(HINT_AFTER_SECONDS):
+        return
+    print(
+        "minipool: stopping; waiting for the jobs in hand to finish "
+        "(Ctrl-C again to kill the workers)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        master.join(None)
+    except KeyboardInterrupt:
+        master.kill_workers()
+        master.join(STOP_GRACE_SECONDS)
+
+
+@atexit.register
+def _stop_live_pools() -> None:
+    masters = list(_live)
+    for master in masters:
+        master.stop()
+    for master in masters:
+        if not master.join(STOP_GRACE_SECONDS):
+            master.kill_workers()
+            master.join(STOP_GRACE_SECONDS)
+
+
+def _take_over_sigterm() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers; leave SIGTERM as it is
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if any(master.running for master in list(_live)):
+        raise SystemExit(SIGTERM_EXIT_STATUS)
+    # No pool runs any more: behave as if minipool had never been here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
