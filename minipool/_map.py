@@ -127,7 +127,7 @@ class _MapRun:
         # them would only delay the well-sized chunks behind them.
         limit = self._max_chunks if self._sizer.measured else self._master.workers
         while not self._exhausted and len(self._window) < limit:
-            items = self._pull(self._sizer.next_size())
+            items = self._pull(self._sizer.next_size(self._master.crash_safe_jobs()))
             if items:
                 self._submit(items)
                 # Hand the GIL to the master thread so that it dispatches this

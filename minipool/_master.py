@@ -55,7 +55,7 @@ from ._errors import InitError, PoolError, RemoteError
 from ._messages import INIT_FAILED, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
-from ._scheduling import MIN_TASKS_IN_FLIGHT, JobTimer
+from ._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, crash_safe_jobs
 from ._shared import IDLE, SharedState
 from ._stats import PoolStats
 from ._tasks import Task
@@ -107,6 +107,7 @@ class Master:
         self._failed = 0
         self._retried = 0
         self._restarts = 0
+        self._crashes = 0  # worker deaths that cost jobs (crashes, timeouts)
         self._selector = selectors.DefaultSelector()
         self._wakeup_reader, self._wakeup_writer = os.pipe()
         os.set_blocking(self._wakeup_reader, False)
@@ -230,7 +231,9 @@ class Master:
                 self._flush(worker)
 
     def _dispatch(self) -> None:
-        cap = self.timer.jobs_in_flight_cap()
+        # A worker's death costs every job it holds whose result it had not
+        # sent: where workers die, they hold no more than a crash-safe chunk.
+        cap = min(self.timer.jobs_in_flight_cap(), self.crash_safe_jobs() or MAX_JOBS_IN_FLIGHT)
         pending = self._pending
         while pending:
             worker = self._least_loaded()
@@ -418,6 +421,10 @@ class Master:
             self._spawn(worker.slot)
             self._restarts += 1
 
+    def crash_safe_jobs(self) -> int | None:
+        """How many jobs a chunk should hold, given how often workers die here."""
+        return crash_safe_jobs(self._crashes, self._shared.completed)
+
     def _has_work(self) -> bool:
         return not self._closing or bool(self._pending) or self._jobs_in_flight() > 0
 
@@ -436,6 +443,7 @@ class Master:
             for task in tasks:
                 task.receiver.cancel("the pool was stopped before this job started")
             return
+        self._crashes += 1
         culprit, position = _locate(tasks, job_id)
         suspect = tasks[culprit]
         if not suspect.tracked:
@@ -446,7 +454,11 @@ class Master:
             return
         before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
         requeue = [*tasks[:culprit], before, after, *tasks[culprit + 1 :]]
-        self._pending.extendleft(task for task in reversed(requeue) if task.size)
+        # In crash-safe pieces: run whole again, a big chunk would likely die again.
+        piece = self.crash_safe_jobs() or 1
+        self._pending.extendleft(
+            part for task in reversed(requeue) for part in reversed(_pieces(task, piece))
+        )
         error = worker.crash_error(exitcode, suspect.first_job_id + position, self.task_timeout)
         self._finish(suspect.part(position, position + 1), [None], {0: error})
 
@@ -552,6 +564,13 @@ def _note_attempts(error: BaseException, attempts: int) -> None:
         error.add_note(note)
     else:  # Python 3.10: the PEP 678 attribute, which tracebacks there do not show
         error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+def _pieces(task: Task, size: int) -> list[Task]:
+    """``task`` cut into tasks of at most ``size`` jobs (itself if it fits)."""
+    if task.size <= size:
+        return [task] if task.size else []
+    return [task.part(start, min(start + size, task.size)) for start in range(0, task.size, size)]
 
 
 def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:

@@ -50,6 +50,20 @@ class JobTimer:
         return int(min(MAX_JOBS_IN_FLIGHT, max(1.0, PREFETCH_SECONDS / self.seconds_per_job)))
 
 
+# Expected worker deaths per chunk that chunk sizes aim for once workers have
+# died. A death costs the results its chunk had not sent yet, so a chunk that
+# likely holds one crash is mostly thrown away, and so, when re-run, again.
+CRASHES_PER_CHUNK = 0.1
+
+
+def crash_safe_jobs(crashes: int, jobs_done: int) -> int | None:
+    """The most jobs a chunk should hold at the observed crash rate; None before any crash."""
+    if crashes == 0:
+        return None
+    rate = crashes / max(1, jobs_done)
+    return max(1, int(CRASHES_PER_CHUNK / rate))
+
+
 # Jobs measured faster than this run untracked (see _messages.Chunk): tracking
 # would cost more than 1% of their time.
 UNTRACKED_BELOW_SECONDS = 5e-6
@@ -93,7 +107,8 @@ class ChunkSizer:
         jobs, seconds = self._latest
         return seconds / jobs < UNTRACKED_BELOW_SECONDS
 
-    def next_size(self) -> int:
+    def next_size(self, crash_safe: int | None = None) -> int:
+        """The next chunk's size; ``crash_safe`` caps it when workers have been dying."""
         if self._fixed is not None:
             size = self._fixed
         elif self._latest is None:
@@ -105,7 +120,7 @@ class ChunkSizer:
             if self._remaining is not None:
                 share = math.ceil(self._remaining / (4 * self._workers))
                 size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
-        size = max(1, min(size, self._cap))
+        size = max(1, min(size, self._cap, crash_safe or size))
         if self._remaining is not None:
             self._remaining = max(0, self._remaining - size)
         return size
