@@ -446,21 +446,27 @@ class Master:
         self._crashes += 1
         culprit, position = _locate(tasks, job_id)
         suspect = tasks[culprit]
-        if not suspect.tracked:
+        if suspect.tracked:
+            before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
+            self._requeue([*tasks[:culprit], before, after, *tasks[culprit + 1 :]])
+            error = worker.crash_error(exitcode, suspect.first_job_id + position, self.task_timeout)
+            self._finish(suspect.part(position, position + 1), [None], {0: error})
+        else:
             # Which of its jobs killed the worker is unknown: they all run
             # again, tracked, and a job that crashes again is pinned down then.
             tasks[culprit] = suspect.part(0, suspect.size, tracked=True)
-            self._pending.extendleft(reversed(tasks))
-            return
-        before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
-        requeue = [*tasks[:culprit], before, after, *tasks[culprit + 1 :]]
-        # In crash-safe pieces: run whole again, a big chunk would likely die again.
+            self._requeue(tasks)
+
+    def _requeue(self, tasks: list[Task]) -> None:
+        """Put the jobs of a dead worker back at the front of the queue, in order.
+
+        In crash-safe pieces: whole, a big chunk would likely die again and
+        take with it the results of every job it had run.
+        """
         piece = self.crash_safe_jobs() or 1
         self._pending.extendleft(
-            part for task in reversed(requeue) for part in reversed(_pieces(task, piece))
+            part for task in reversed(tasks) for part in reversed(_pieces(task, piece))
         )
-        error = worker.crash_error(exitcode, suspect.first_job_id + position, self.task_timeout)
-        self._finish(suspect.part(position, position + 1), [None], {0: error})
 
     # ---- outcomes ------------------------------------------------------------------
 
