@@ -207,6 +207,19 @@ def init_with_markers(directory: str) -> Iterator[dict[str, Any]]:
     _append_line(Path(directory, f"teardown-{pid}"))
 
 
+def init_whose_teardown_raises(directory: str) -> Iterator[None]:
+    """A generator init whose teardown fails, after leaving a marker that it ran."""
+    yield
+    _append_line(Path(directory, f"teardown-{os.getpid()}"))
+    raise RuntimeError("teardown failed")
+
+
+def block_then_return_big(started: str, release: str, megabytes: int) -> bytes:
+    """Wait for ``release``, then return ``megabytes`` of data (a long write to the pipe)."""
+    block_until_released(started, release)
+    return b"x" * (megabytes << 20)
+
+
 def _append_line(path: Path) -> None:
     with path.open("a") as file:
         file.write("x\n")

@@ -8,10 +8,12 @@ the caller gets and then that the same pool runs another job.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jobs
@@ -257,3 +259,70 @@ def test_shutdown_with_a_crashing_job_in_flight_returns(make_pool: MakePool) -> 
     assert all(future.done() for future in futures)
     assert isinstance(futures[1].exception(timeout=0), minipool.WorkerCrashed)
     assert [futures[i].result(timeout=0) for i in (0, 2, 3)] == [1, 4, 9]
+
+
+# ---- where in its life a worker dies ---------------------------------------------------
+
+
+def test_a_worker_killed_with_a_queued_job_fails_only_the_running_one(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """SIGKILL a worker running job A with job B queued at it: A gets WorkerCrashed, B runs."""
+    pool = make_pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    running = pool.submit(jobs.block_until_released, str(started), str(release), "A")
+    queued = pool.submit(jobs.getpid)
+    assert wait_for(started.exists, timeout=30)
+    pid = _pid_of_only_worker()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(minipool.WorkerCrashed) as info:
+        running.result(timeout=30)
+    assert info.value.pid == pid
+    assert queued.result(timeout=30) != pid  # it ran, on the replacement
+
+
+def test_a_worker_killed_while_sending_a_result_gives_one_outcome(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """Killed while writing a large result: that job gets its result or WorkerCrashed, once."""
+    pool = make_pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    future = pool.submit(jobs.block_then_return_big, str(started), str(release), 256)
+    assert wait_for(started.exists, timeout=30)
+    pid = _pid_of_only_worker()
+    release.touch()
+    # Best effort to kill it mid-write (the kernel names the wait where it can);
+    # the outcome must be single and sound whatever the moment.
+    wait_for(lambda: _blocked_in_pipe_write(pid), timeout=10)
+    os.kill(pid, signal.SIGKILL)
+    try:
+        assert len(future.result(timeout=30)) == 256 << 20  # it made it before the kill
+    except minipool.WorkerCrashed as error:
+        assert error.pid == pid
+    assert pool.submit(jobs.square, 6).result(timeout=30) == 36
+
+
+def test_a_teardown_that_raises_does_not_hurt_the_pool(make_pool: MakePool, tmp_path: Path) -> None:
+    """Teardown raising in a worker: every job already has its result, shutdown completes."""
+    pool = make_pool(2, init=jobs.init_whose_teardown_raises, init_args=(str(tmp_path),))
+    assert list(pool.map(jobs.square, range(50))) == [x * x for x in range(50)]
+    pool.shutdown()
+    assert len(list(tmp_path.glob("teardown-*"))) == 2
+
+
+def _pid_of_only_worker() -> int:
+    workers = [
+        child
+        for child in multiprocessing.active_children()
+        if child.name.startswith("minipool-worker")
+    ]
+    assert len(workers) == 1, workers
+    assert workers[0].pid is not None
+    return workers[0].pid
+
+
+def _blocked_in_pipe_write(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() in {"pipe_write", "anon_pipe_write"}
+    except OSError:
+        return True  # gone already, or the kernel does not say
