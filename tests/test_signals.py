@@ -5,6 +5,7 @@ The caller is a script run as a subprocess, so that the test can kill it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,6 +56,22 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def _describe(pids: list[int]) -> str:
+    """What each process is doing, for a failure message."""
+    lines = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+            threads = {
+                task.name: Path(task, "wchan").read_text()
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            }
+            lines.append(f"pid {pid}: state {state}, threads {threads}")
+        except OSError as error:
+            lines.append(f"pid {pid}: {error}")
+    return "; ".join(lines)
+
+
 def test_workers_exit_soon_after_the_caller_is_killed(tmp_path: Path, start_method: str) -> None:
     """SIGKILL the caller: its idle worker and the one stuck in a job both exit within seconds."""
     script = tmp_path / "caller.py"
@@ -77,14 +94,14 @@ def test_workers_exit_soon_after_the_caller_is_killed(tmp_path: Path, start_meth
         assert idle != busy
         os.kill(caller.pid, signal.SIGKILL)
         caller.wait(timeout=30)
-        assert wait_for(lambda: _gone(idle) and _gone(busy), timeout=10)
+        assert wait_for(lambda: _gone(idle) and _gone(busy), timeout=10), _describe(workers)
     finally:
         caller.kill()
         caller.wait(timeout=30)
         if caller.stdout is not None:
             caller.stdout.close()
         for pid in workers:  # a failed test must not leave them running
-            if not _gone(pid):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
 
