@@ -17,7 +17,6 @@ from ._shared import SharedState
 class WorkerContext:
     worker_id: int
     shared: SharedState
-    timed: bool = False
     state: Any = None
 
 

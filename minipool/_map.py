@@ -25,6 +25,7 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any, cast
 
+from ._checks import check_seconds
 from ._master import Master
 from ._pickling import dumps_function
 from ._progress import progress_bar
@@ -52,6 +53,7 @@ def map_jobs(
     ordered: bool,
     return_exceptions: bool,
     progress: bool,
+    task_timeout: float | None,
 ) -> Iterator[Any]:
     if not callable(fn):
         raise TypeError(f"map() needs a callable as fn, got {fn!r}")
@@ -62,11 +64,14 @@ def map_jobs(
             "chunksize must be a positive integer, or None to size chunks automatically; "
             f"got {chunksize!r}"
         )
+    if task_timeout is not None:
+        check_seconds("task_timeout", task_timeout)
     iterators = [_iterate(position, it) for position, it in enumerate(iterables, 2)]
     star = len(iterators) > 1
     inputs = zip(*iterators, strict=False) if star else iterators[0]
     total = _common_length(iterables)
     run = _MapRun(master, fn, inputs, star, total, chunksize, timeout, ordered, return_exceptions)
+    run.task_timeout = master.task_timeout if task_timeout is None else task_timeout
     # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
     # alive, or its finalizer would shut it down under the consumer.
     run.owner = owner
@@ -78,6 +83,7 @@ class _MapRun:
     """The state of one ``map`` call, driven by the consumer's ``next()``."""
 
     owner: object = None
+    task_timeout: float | None = None
 
     def __init__(
         self,
@@ -154,10 +160,10 @@ class _MapRun:
         if self._bar is not None:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
-        # A timeout needs each job's start, so every chunk is tracked then.
-        tracked = not self._sizer.jobs_are_tiny or self._master.task_timeout is not None
+        tracked = not self._sizer.jobs_are_tiny
+        tasks = _tasks_for(first, self._fn, items, self._star, receiver, tracked, self.task_timeout)
         try:
-            self._master.enqueue(_tasks_for(first, self._fn, items, self._star, receiver, tracked))
+            self._master.enqueue(tasks)
         except RuntimeError as refusal:
             if not self._window:
                 raise  # map() itself was called on a closed pool
@@ -235,17 +241,25 @@ class MapIterator(chain):  # type: ignore[type-arg]
 
 
 def _tasks_for(
-    first: int, fn: bytes, items: list[Any], star: bool, receiver: ChunkReceiver, tracked: bool
+    first: int,
+    fn: bytes,
+    items: list[Any],
+    star: bool,
+    receiver: ChunkReceiver,
+    tracked: bool,
+    timeout: float | None,
 ) -> list[Task]:
     """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
     try:
-        return [Task(first, fn, items, star, None, receiver, 0, tracked)]
+        return [Task(first, fn, items, star, None, receiver, 0, tracked, timeout=timeout)]
     except Exception:
         pass
     tasks = []
     for position, item in enumerate(items):
         try:
-            tasks.append(Task(first + position, fn, [item], star, None, receiver, position))
+            tasks.append(
+                Task(first + position, fn, [item], star, None, receiver, position, timeout=timeout)
+            )
         except Exception as error:
             failure = TypeError(
                 f"the arguments of job {first + position} could not be pickled to send them "

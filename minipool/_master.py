@@ -46,7 +46,7 @@ import os
 import selectors
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from time import monotonic
 from typing import Any
@@ -90,7 +90,6 @@ class Master:
             worker_id=-1,
             init=init,
             shared=self._shared,
-            timed=task_timeout is not None,
             max_memory=max_worker_memory,
         )
         # Guards what caller threads share with the master: job ids, the
@@ -270,42 +269,40 @@ class Master:
     # ---- task_timeout: the select() sleeps until the next deadline it can know
 
     def _time_to_next_deadline(self) -> float | None:
-        if self.task_timeout is None:
-            return None
         now = monotonic()
         deadlines = [
-            (since if since is not None else now) + self.task_timeout
-            for worker, _, since in self._timed_workers()
+            (since if since is not None else now) + timeout
+            for _, _, since, timeout in self._timed_workers()
         ]
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _expire_overdue_jobs(self) -> None:
-        if self.task_timeout is None:
-            return
         now = monotonic()
-        for worker, job_id, since in self._timed_workers():
-            if since is not None and now - since >= self.task_timeout:
+        for worker, job_id, since, timeout in self._timed_workers():
+            if since is not None and now - since >= timeout:
                 worker.timed_out = job_id
                 worker.process.kill()  # its exit settles the job as TaskTimeout
 
-    def _timed_workers(self) -> Iterator[tuple[WorkerHandle, int, float | None]]:
-        """Each worker holding jobs: the job it runs and since when (None: none started yet).
+    def _timed_workers(self) -> Iterator[tuple[WorkerHandle, int, float | None, float]]:
+        """Each worker holding timed jobs: the job it runs, since when, and its timeout.
 
-        A worker that has not started its next job yet cannot overrun before
-        ``now + task_timeout``, which bounds the sleep without polling.
+        ``since`` is None when the worker has not started a timed job yet: it
+        cannot overrun before ``now`` plus the shortest timeout it holds, which
+        bounds the sleep without polling.
         """
         running = self._shared.running_slots
         started = self._shared.started_slots
         for worker in self._workers:
-            if worker is None or not worker.in_flight or worker.timed_out is not None:
+            if worker is None or worker.timed_out is not None or not worker.timed_tasks:
                 continue
             slot = worker.slot
             job_id = running[slot]
             since = started[slot]
-            if job_id == IDLE or running[slot] != job_id:  # idle, or moving on this instant
-                yield worker, job_id, None
+            task = _task_of(worker.in_flight, job_id)
+            if task is None or task.timeout is None or running[slot] != job_id:
+                yield worker, job_id, None, worker.shortest_timeout()
             else:
-                yield worker, job_id, since
+                yield worker, job_id, since, task.timeout
 
     def _retire_all(self) -> None:
         for worker in self._workers:
@@ -352,8 +349,7 @@ class Master:
                 worker.retiring = worker.recycling = True
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
-        task = worker.in_flight.popleft()
-        worker.jobs_in_flight -= task.size
+        task = worker.finished()
         try:
             outcome = loads(payload)
         except Exception as error:
@@ -385,7 +381,7 @@ class Master:
         worker.ready = True
         self._init_failures = 0
 
-    def _count_init_failure(self, worker: WorkerHandle, exitcode: int) -> None:
+    def _count_init_failure(self, worker: WorkerHandle, exitcode: int | None) -> None:
         """A worker ended before its init finished: try again, a few times only."""
         error = worker.init_error
         if error is None:
@@ -412,9 +408,7 @@ class Master:
             self._count_init_failure(worker, exitcode)
         never_started = not worker.ready or worker.recycling
         if worker.in_flight and never_started and self._broken is None:
-            self._pending.extendleft(reversed(worker.in_flight))
-            worker.in_flight.clear()
-            worker.jobs_in_flight = 0
+            self._pending.extendleft(reversed(worker.take_all()))
         elif worker.in_flight:
             self._settle_orphans(worker, exitcode)
         if self._broken is None and not self._shared.stop_requested and self._has_work():
@@ -428,11 +422,9 @@ class Master:
     def _has_work(self) -> bool:
         return not self._closing or bool(self._pending) or self._jobs_in_flight() > 0
 
-    def _settle_orphans(self, worker: WorkerHandle, exitcode: int) -> None:
+    def _settle_orphans(self, worker: WorkerHandle, exitcode: int | None) -> None:
         """Give every task the dead worker still held its outcome, or send it back to the queue."""
-        tasks = list(worker.in_flight)
-        worker.in_flight.clear()
-        worker.jobs_in_flight = 0
+        tasks = worker.take_all()
         running = self._shared.running_slots
         job_id, running[worker.slot] = running[worker.slot], IDLE
         if self._broken is not None:
@@ -449,7 +441,8 @@ class Master:
         if suspect.tracked:
             before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
             self._requeue([*tasks[:culprit], before, after, *tasks[culprit + 1 :]])
-            error = worker.crash_error(exitcode, suspect.first_job_id + position, self.task_timeout)
+            job = suspect.first_job_id + position
+            error = worker.crash_error(exitcode, job, suspect.timeout)
             self._finish(suspect.part(position, position + 1), [None], {0: error})
         else:
             # Which of its jobs killed the worker is unknown: they all run
@@ -577,6 +570,13 @@ def _pieces(task: Task, size: int) -> list[Task]:
     if task.size <= size:
         return [task] if task.size else []
     return [task.part(start, min(start + size, task.size)) for start in range(0, task.size, size)]
+
+
+def _task_of(tasks: Iterable[Task], job_id: int) -> Task | None:
+    for task in tasks:
+        if task.first_job_id <= job_id < task.first_job_id + task.size:
+            return task
+    return None
 
 
 def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:

@@ -56,9 +56,18 @@ class Chunk:
     star: bool
     kwargs: dict[str, Any] | None
     tracked: bool = True
+    timed: bool = False  # has a task_timeout: the worker stamps each job's start
 
     def __reduce__(self) -> tuple[Any, ...]:
-        fields = (self.first_job_id, self.fn, self.items, self.star, self.kwargs, self.tracked)
+        fields = (
+            self.first_job_id,
+            self.fn,
+            self.items,
+            self.star,
+            self.kwargs,
+            self.tracked,
+            self.timed,
+        )
         return (Chunk, fields)
 
 

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import cloudpickle
 
 from . import _exits
+from ._checks import check_positive, check_seconds
 from ._map import map_jobs
 from ._master import Master
 from ._pickling import PROTOCOL, dumps_function
@@ -64,13 +65,13 @@ class Pool(Executor):
     ) -> None:
         if workers is None:
             workers = _cpu_count()
-        _check_positive("workers", workers, "for one per CPU")
+        check_positive("workers", workers, "for one per CPU")
         if max_tasks_per_worker is not None:
-            _check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
+            check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
         if max_worker_memory is not None:
-            _check_positive("max_worker_memory", max_worker_memory, "for no limit")
+            check_positive("max_worker_memory", max_worker_memory, "for no limit")
         if task_timeout is not None:
-            _check_seconds("task_timeout", task_timeout)
+            check_seconds("task_timeout", task_timeout)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
         self._master = Master(
@@ -103,7 +104,13 @@ class Pool(Executor):
         first = self._master.reserve_job_ids(1)
         try:
             task = Task(
-                first, dumps_function(fn), [args], True, kwargs or None, JobReceiver(future)
+                first,
+                dumps_function(fn),
+                [args],
+                True,
+                kwargs or None,
+                JobReceiver(future),
+                timeout=self._master.task_timeout,
             )
         except Exception as error:
             raise TypeError(
@@ -122,6 +129,7 @@ class Pool(Executor):
         ordered: bool = True,
         return_exceptions: bool = False,
         progress: bool = False,
+        task_timeout: float | None = None,
     ) -> Iterator[T]:
         """``fn`` over the items of ``iterables`` (zipped, shortest wins), lazily.
 
@@ -131,6 +139,8 @@ class Pool(Executor):
         ``return_exceptions=True`` yields a failed job's exception in place of
         its result instead of raising it. ``timeout`` counts from this call,
         as in ``Executor.map``. ``progress=True`` draws a tqdm bar on stderr.
+        ``task_timeout`` (seconds) applies to each job of this map, in place of
+        the pool's.
         """
         return map_jobs(
             self,
@@ -142,6 +152,7 @@ class Pool(Executor):
             ordered=ordered,
             return_exceptions=return_exceptions,
             progress=progress,
+            task_timeout=task_timeout,
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -176,23 +187,6 @@ class Pool(Executor):
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters."""
         return self._master.stats()
-
-
-def _check_positive(name: str, value: Any, none_means: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(
-            f"{name} must be a positive integer, got {type(value).__name__} {value!r}; "
-            f"pass {name}=None {none_means}"
-        )
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}; pass {name}=None {none_means}")
-
-
-def _check_seconds(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be more than 0 seconds, got {value!r}; pass None for none")
 
 
 def _check_start_method(method: str | None) -> str:

@@ -51,6 +51,7 @@ class WorkerHandle:
         "sentinel",
         "slot",
         "timed_out",
+        "timed_tasks",
     )
 
     def __init__(
@@ -87,6 +88,7 @@ class WorkerHandle:
         self.reader = FrameReader()
         self.in_flight: deque[Task] = deque()
         self.jobs_in_flight = 0
+        self.timed_tasks = 0  # how many of the tasks it holds have a task_timeout
         self.jobs_sent = 0
         self.ready = False
         self.retiring = False
@@ -102,6 +104,24 @@ class WorkerHandle:
         self.in_flight.append(task)
         self.jobs_in_flight += task.size
         self.jobs_sent += task.size
+        self.timed_tasks += task.timeout is not None
+
+    def finished(self) -> Task:
+        """The task its next outcome is for: the oldest it holds (it runs them in order)."""
+        task = self.in_flight.popleft()
+        self.jobs_in_flight -= task.size
+        self.timed_tasks -= task.timeout is not None
+        return task
+
+    def take_all(self) -> list[Task]:
+        """Every task it still holds, oldest first; it holds none after."""
+        tasks = list(self.in_flight)
+        self.in_flight.clear()
+        self.jobs_in_flight = self.timed_tasks = 0
+        return tasks
+
+    def shortest_timeout(self) -> float:
+        return min(task.timeout for task in self.in_flight if task.timeout is not None)
 
     def retire(self) -> None:
         """Ask the worker to exit once it has run what it was sent."""
@@ -128,17 +148,22 @@ class WorkerHandle:
                 return frames
             frames += self.reader.feed(data)
 
-    def reap(self) -> int:
-        """Wait for the exited process (its sentinel fired) and release its pipes."""
+    def reap(self) -> int | None:
+        """Wait for the exited process (its sentinel fired) and release its pipes.
+
+        The exit code is None when another thread collected the process first
+        (multiprocessing's own exit handler, at interpreter exit, does).
+        """
         self.process.join()
         for connection in self._connections:
             with contextlib.suppress(OSError):
                 connection.close()
-        exitcode = self.process.exitcode
-        self.process.close()
-        return exitcode  # type: ignore[no-any-return]
+        exitcode: int | None = self.process.exitcode
+        if exitcode is not None:
+            self.process.close()
+        return exitcode
 
-    def crash_error(self, exitcode: int, job_id: int, timeout: float | None) -> PoolError:
+    def crash_error(self, exitcode: int | None, job_id: int, timeout: float | None) -> PoolError:
         """The error for the job this worker was running when it died."""
         if job_id == self.timed_out and timeout is not None:
             return TaskTimeout(
@@ -158,8 +183,10 @@ class WorkerHandle:
             signal=signal_name,
         )
 
-    def describe_exit(self, exitcode: int) -> tuple[str, str | None]:
+    def describe_exit(self, exitcode: int | None) -> tuple[str, str | None]:
         """How the process ended, in words, and the signal name if one killed it."""
+        if exitcode is None:
+            return "exited", None
         if exitcode < 0:
             try:
                 number = signal.Signals(-exitcode)

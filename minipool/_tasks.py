@@ -122,13 +122,21 @@ class Task:
     offset: int = 0  # position of this task's first job in its receiver
     tracked: bool = True  # see _messages.Chunk
     attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
+    timeout: float | None = None  # task_timeout, seconds per job
     payload: bytes = field(default=b"", repr=False)
     header: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not self.payload:
             chunk = Chunk(
-                self.first_job_id, self.fn, self.items, self.star, self.kwargs, self.tracked
+                self.first_job_id,
+                self.fn,
+                self.items,
+                self.star,
+                self.kwargs,
+                # A timeout needs each job's start, so timed chunks are tracked.
+                self.tracked or self.timeout is not None,
+                self.timeout is not None,
             )
             self.payload = dumps(chunk, protocol=PROTOCOL)
         self.header = frame_header(CHUNK, len(self.payload))
@@ -151,4 +159,5 @@ class Task:
             self.offset + start,
             self.tracked if tracked is None else tracked,
             self.attempts if attempts is None else attempts,
+            self.timeout,
         )

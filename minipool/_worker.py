@@ -65,8 +65,6 @@ class WorkerConfig:
     # close them, or it would hold its own jobs pipe open and never see EOF
     # when the master dies. Empty under spawn and forkserver.
     inherited_fds: tuple[int, ...] = ()
-    # The pool has a task_timeout: stamp each job's start in shared memory.
-    timed: bool = False
     # max_worker_memory: exit, between chunks, once resident memory passes it.
     max_memory: int | None = None
 
@@ -81,7 +79,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _start_lifeline(jobs.fileno())
-    context = _context.WorkerContext(config.worker_id, config.shared, config.timed)
+    context = _context.WorkerContext(config.worker_id, config.shared)
     _context.install(context)
     outbox = Outbox(results.fileno())
     try:
@@ -142,7 +140,7 @@ def _serve(
     reader = FrameReader()
     functions = FunctionCache()
     running = context.shared.running_slots
-    started = context.shared.started_slots if context.timed else None
+    started = context.shared.started_slots
     frames: deque[tuple[int, memoryview]] = deque()
     try:
         while True:
@@ -162,7 +160,8 @@ def _serve(
             except Exception as error:
                 outbox.add(OUTCOME, dumps(_unreadable_chunk(error), protocol=PROTOCOL))
                 continue
-            outcome = run_chunk(chunk, fn, running, started, context.worker_id)
+            stamps = started if chunk.timed else None
+            outcome = run_chunk(chunk, fn, running, stamps, context.worker_id)
             outbox.add(OUTCOME, encode_outcome(outcome))
             if max_memory is not None and resident_bytes() > max_memory:
                 outbox.add(RECYCLING)

@@ -375,6 +375,10 @@ def leak_and_report(megabytes: int) -> tuple[int, int]:
     return os.getpid(), resident
 
 
+def raise_memory_error() -> None:
+    raise MemoryError("the job ran out of memory")
+
+
 def raise_keyboard_interrupt() -> None:
     raise KeyboardInterrupt("raised by the job itself")
 

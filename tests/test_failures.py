@@ -88,6 +88,16 @@ CASES = {
         {"type_name": "WorkerOnlyError"},
         traceback="raise_worker_only_error",
     ),
+    "memory-error": Case(
+        jobs.raise_memory_error, (), MemoryError, "job ran out", traceback="raise_memory_error"
+    ),
+    "argument-does-not-unpickle-in-the-worker": Case(
+        jobs.square,
+        (jobs.CallerOnlyValue(),),
+        minipool.RemoteError,
+        "could not be unpickled in the worker",
+        traceback="cannot be unpickled in a worker",
+    ),
     "sigkill": Case(
         jobs.kill_self_with_signal,
         (signal.SIGKILL,),
@@ -302,9 +312,16 @@ def test_a_worker_killed_while_sending_a_result_gives_one_outcome(
     assert pool.submit(jobs.square, 6).result(timeout=30) == 36
 
 
-def test_a_teardown_that_raises_does_not_hurt_the_pool(make_pool: MakePool, tmp_path: Path) -> None:
+def test_a_teardown_that_raises_does_not_hurt_the_pool(
+    make_pool: MakePool, tmp_path: Path, start_method: str
+) -> None:
     """Teardown raising in a worker: every job already has its result, shutdown completes."""
-    pool = make_pool(2, init=jobs.init_whose_teardown_raises, init_args=(str(tmp_path),))
+    pool = make_pool(
+        2,
+        start_method=start_method,
+        init=jobs.init_whose_teardown_raises,
+        init_args=(str(tmp_path),),
+    )
     assert list(pool.map(jobs.square, range(50))) == [x * x for x in range(50)]
     pool.shutdown()
     assert len(list(tmp_path.glob("teardown-*"))) == 2

@@ -62,6 +62,30 @@ def test_map_item_that_overruns_fails_alone(make_pool: MakePool) -> None:
     assert got[:4] + got[5:] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
 
+def test_map_can_set_its_own_task_timeout(make_pool: MakePool) -> None:
+    """map(task_timeout=...) times this map's jobs out, on a pool that has no timeout."""
+    pool = make_pool(2)
+    delays = [0.0, 60.0, 0.0]
+    got = list(
+        pool.map(
+            jobs.sleep_then_return, delays, range(3), task_timeout=TIMEOUT, return_exceptions=True
+        )
+    )
+    assert isinstance(got[1], minipool.TaskTimeout)
+    assert got[1].seconds == TIMEOUT
+    assert (got[0], got[2]) == (0, 2)
+    # The pool itself still has no timeout.
+    assert pool.submit(jobs.sleep_then_return, 1.0, "slow").result(timeout=30) == "slow"
+
+
+def test_map_task_timeout_replaces_the_pools(make_pool: MakePool) -> None:
+    """A map may give its jobs longer than the pool's task_timeout."""
+    pool = make_pool(1, task_timeout=TIMEOUT)
+    assert list(pool.map(jobs.sleep_then_return, [1.0], ["slow"], task_timeout=5.0)) == ["slow"]
+    with pytest.raises(minipool.TaskTimeout):
+        pool.submit(jobs.sleep_then_return, 1.0, "too slow").result(timeout=30)
+
+
 @pytest.mark.parametrize(
     ("value", "error"), [(0, ValueError), (-1.5, ValueError), ("1", TypeError), (True, TypeError)]
 )
