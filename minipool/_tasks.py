@@ -127,6 +127,8 @@ class Task:
     header: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
+        if self.timeout is not None:
+            self.tracked = True  # a timeout needs each job's start
         if not self.payload:
             chunk = Chunk(
                 self.first_job_id,
@@ -134,8 +136,7 @@ class Task:
                 self.items,
                 self.star,
                 self.kwargs,
-                # A timeout needs each job's start, so timed chunks are tracked.
-                self.tracked or self.timeout is not None,
+                self.tracked,
                 self.timeout is not None,
             )
             self.payload = dumps(chunk, protocol=PROTOCOL)

@@ -88,7 +88,10 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
         outbox.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
         _flush(outbox)
         return
+    # At once, not with the first outcomes: a worker killed by its first job
+    # must not look to the master as one that died in init.
     outbox.add(READY)
+    _flush(outbox)
     try:
         _serve(jobs.fileno(), outbox, context, config.max_memory)
     finally:
