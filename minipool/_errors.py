@@ -135,3 +135,20 @@ def _rebuild(cls: type[Exception], args: tuple[Any, ...], fields: dict[str, Any]
     error = cls(*args)
     error.__dict__.update(fields)
     return error
+
+
+def note_attempts(error: BaseException, attempts: int) -> None:
+    """Say on ``error`` that its job failed on each of ``attempts`` runs (``retries``)."""
+    note = f"minipool: the job failed on each of its {attempts} attempts; this is the last error"
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10: the PEP 678 attribute, which tracebacks there do not show
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+def copy_error(error: PoolError) -> PoolError:
+    """A fresh instance of ``error`` with its fields and cause, to raise again elsewhere."""
+    copy = type(error)(*error.args)
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__ = error.__cause__
+    return copy

@@ -46,19 +46,18 @@ import os
 import selectors
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
 from functools import partial
-from time import monotonic
 from typing import Any
 
-from ._errors import InitError, PoolError, RemoteError
+from ._errors import InitError, PoolError, RemoteError, copy_error, note_attempts
 from ._messages import INIT_FAILED, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
 from ._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, crash_safe_jobs
 from ._shared import IDLE, SharedState
 from ._stats import PoolStats
-from ._tasks import Task
+from ._tasks import Task, locate
+from ._timeouts import TimeoutWatch
 from ._worker import WorkerConfig
 
 # init failures in a row (across workers) before the pool gives up with
@@ -86,6 +85,7 @@ class Master:
         self.timer = JobTimer()
         self._ctx = multiprocessing.get_context(start_method)
         self._shared = SharedState(workers)
+        self._timeouts = TimeoutWatch(self._shared)
         self._worker_config = WorkerConfig(
             worker_id=-1,
             init=init,
@@ -136,7 +136,7 @@ class Master:
     def enqueue(self, tasks: list[Task]) -> None:
         with self._lock:
             if self._broken is not None:
-                raise _copy_error(self._broken)
+                raise copy_error(self._broken)
             if self._closing:
                 raise RuntimeError(
                     "cannot submit jobs to a pool that was shut down or stopped; "
@@ -204,9 +204,9 @@ class Master:
     def _run(self) -> None:
         try:
             while any(worker is not None for worker in self._workers):
-                for key, _ in self._selector.select(self._time_to_next_deadline()):
+                for key, _ in self._selector.select(self._timeouts.seconds_left(self._workers)):
                     key.data()
-                self._expire_overdue_jobs()
+                self._timeouts.expire(self._workers)
                 self._advance()
         except BaseException as error:
             self._abandon(error)
@@ -265,44 +265,6 @@ class Master:
         worker.send(task)
         if limit is not None and worker.jobs_sent >= limit:
             worker.retire()
-
-    # ---- task_timeout: the select() sleeps until the next deadline it can know
-
-    def _time_to_next_deadline(self) -> float | None:
-        now = monotonic()
-        deadlines = [
-            (since if since is not None else now) + timeout
-            for _, _, since, timeout in self._timed_workers()
-        ]
-        return max(0.0, min(deadlines) - now) if deadlines else None
-
-    def _expire_overdue_jobs(self) -> None:
-        now = monotonic()
-        for worker, job_id, since, timeout in self._timed_workers():
-            if since is not None and now - since >= timeout:
-                worker.timed_out = job_id
-                worker.process.kill()  # its exit settles the job as TaskTimeout
-
-    def _timed_workers(self) -> Iterator[tuple[WorkerHandle, int, float | None, float]]:
-        """Each worker holding timed jobs: the job it runs, since when, and its timeout.
-
-        ``since`` is None when the worker has not started a timed job yet: it
-        cannot overrun before ``now`` plus the shortest timeout it holds, which
-        bounds the sleep without polling.
-        """
-        running = self._shared.running_slots
-        started = self._shared.started_slots
-        for worker in self._workers:
-            if worker is None or worker.timed_out is not None or not worker.timed_tasks:
-                continue
-            slot = worker.slot
-            job_id = running[slot]
-            since = started[slot]
-            task = _task_of(worker.in_flight, job_id)
-            if task is None or task.timeout is None or running[slot] != job_id:
-                yield worker, job_id, None, worker.shortest_timeout()
-            else:
-                yield worker, job_id, since, task.timeout
 
     def _retire_all(self) -> None:
         for worker in self._workers:
@@ -436,7 +398,7 @@ class Master:
                 task.receiver.cancel("the pool was stopped before this job started")
             return
         self._crashes += 1
-        culprit, position = _locate(tasks, job_id)
+        culprit, position = locate(tasks, job_id)
         suspect = tasks[culprit]
         if suspect.tracked:
             before, after = suspect.part(0, position), suspect.part(position + 1, suspect.size)
@@ -458,7 +420,7 @@ class Master:
         """
         piece = self.crash_safe_jobs() or 1
         self._pending.extendleft(
-            part for task in reversed(tasks) for part in reversed(_pieces(task, piece))
+            part for task in reversed(tasks) for part in reversed(task.pieces(piece))
         )
 
     # ---- outcomes ------------------------------------------------------------------
@@ -474,7 +436,7 @@ class Master:
         if not errors or task.attempts >= self.retries:
             if errors and self.retries:
                 for error in errors.values():
-                    _note_attempts(error, task.attempts + 1)
+                    note_attempts(error, task.attempts + 1)
             self._deliver(task, 0, values, errors, seconds)
             return
         failed = sorted(errors)
@@ -557,36 +519,6 @@ class Master:
         self._selector.close()
 
 
-def _note_attempts(error: BaseException, attempts: int) -> None:
-    note = f"minipool: the job failed on each of its {attempts} attempts; this is the last error"
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-    else:  # Python 3.10: the PEP 678 attribute, which tracebacks there do not show
-        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
-
-
-def _pieces(task: Task, size: int) -> list[Task]:
-    """``task`` cut into tasks of at most ``size`` jobs (itself if it fits)."""
-    if task.size <= size:
-        return [task] if task.size else []
-    return [task.part(start, min(start + size, task.size)) for start in range(0, task.size, size)]
-
-
-def _task_of(tasks: Iterable[Task], job_id: int) -> Task | None:
-    for task in tasks:
-        if task.first_job_id <= job_id < task.first_job_id + task.size:
-            return task
-    return None
-
-
-def _locate(tasks: list[Task], job_id: int) -> tuple[int, int]:
-    """Which task, and which job in it, the worker was running; the first job if none."""
-    for index, task in enumerate(tasks):
-        if task.first_job_id <= job_id < task.first_job_id + task.size:
-            return index, job_id - task.first_job_id
-    return 0, 0
-
-
 def _unreadable_results(task: Task, error: Exception) -> PoolError:
     last = task.first_job_id + task.size - 1
     return RemoteError(
@@ -594,10 +526,3 @@ def _unreadable_results(task: Task, error: Exception) -> PoolError:
         f"the results of jobs {task.first_job_id}..{last} could not be unpickled in the "
         f"caller: {error}. Return values whose classes the caller can import.",
     )
-
-
-def _copy_error(error: PoolError) -> PoolError:
-    copy = type(error)(*error.args)
-    copy.__dict__.update(error.__dict__)
-    copy.__cause__ = error.__cause__
-    return copy

@@ -9,6 +9,7 @@ pickled form. A *receiver* turns outcomes into what the caller waits on: the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -146,6 +147,14 @@ class Task:
     def size(self) -> int:
         return len(self.items)
 
+    def pieces(self, size: int) -> list[Task]:
+        """This task cut into tasks of at most ``size`` jobs (itself if it fits)."""
+        if self.size <= size:
+            return [self] if self.size else []
+        return [
+            self.part(start, min(start + size, self.size)) for start in range(0, self.size, size)
+        ]
+
     def part(
         self, start: int, stop: int, *, tracked: bool | None = None, attempts: int | None = None
     ) -> Task:
@@ -162,3 +171,11 @@ class Task:
             self.attempts if attempts is None else attempts,
             self.timeout,
         )
+
+
+def locate(tasks: Sequence[Task], job_id: int) -> tuple[int, int]:
+    """Which task, and which job in it, ``job_id`` is; the first job if none holds it."""
+    for index, task in enumerate(tasks):
+        if task.first_job_id <= job_id < task.first_job_id + task.size:
+            return index, job_id - task.first_job_id
+    return 0, 0
