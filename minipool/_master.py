@@ -5,15 +5,19 @@
   Pool.submit / Pool.map
     pickle a chunk (Task)
     Master.enqueue ─► _pending ─┐
-                   ─► _wakeup ──┤ one selector.select() over:
+                   ─► _wakeup ──┤ one selector.select(next deadline) over:
                                 │   _wakeup reader
                                 │   worker.results_fd ◄── results pipe ◄── _worker._serve
                                 │   worker.sentinel   ◄── process exit       (Outcome, READY,
-                                │   worker.jobs_fd    ──► jobs pipe ──►     INIT_FAILED;
-                                │     (only while a write is pending)       reads Chunk, STOP)
+                                │   worker.jobs_fd    ──► jobs pipe ──►     INIT_FAILED,
+                                │     (only while a write is pending)       RECYCLING;
+                                │                                           reads Chunk, STOP)
+                                │                      (jobs pipe HUP) ──► lifeline thread
   Future / map chunk ◄── Receiver.deliver
   Pool.stats         ◄── counters, _shared.completed (Value)
                          _shared.running[slot] (Array) ◄────────────── id of the job in hand
+                         _shared.started[slot] (Array) ◄────────────── its start, if timed
+                         _timeouts.TimeoutWatch: deadlines, kills overrunning workers
   Pool.stop()        ──► _shared.stop (flag) ──────────────────────► checked before each chunk
 
 Caller threads pickle their jobs themselves (so a bad argument fails at
@@ -34,8 +38,10 @@ segfault) cannot leave a lock taken that wedges the others — the failure that
 makes ``concurrent.futures.ProcessPoolExecutor`` break its whole pool. The
 master knows every task it sent to each worker, in order, and the worker
 stores the id of the job it is running in its ``running`` slot; when a worker
-dies, that job gets ``WorkerCrashed`` and the others it held go back to the
-front of ``_pending``.
+dies, that job gets ``WorkerCrashed`` (``TaskTimeout`` if the master killed it
+for overrunning) or runs again under ``retries``, and the others it held go
+back to the front of ``_pending``. A worker whose jobs pipe reports a hang-up
+knows the caller's process is gone, and exits.
 """
 
 from __future__ import annotations

@@ -7,14 +7,13 @@ next ``set()`` would hang. Here every cell has exactly one writer, and an
 aligned 8-byte store cannot be torn by a process dying:
 
 - ``stop``: written by the master, read by workers (``stop_requested()``).
-- ``completed``: written by the master as outcomes arrive; read by ``stats``
-  and progress bars.
+- ``completed``: written by the master as outcomes arrive; read by ``stats``.
 - ``running[w]``: written by worker slot ``w``, the id of the job it is running
   (``IDLE`` between jobs); read by the master when that worker dies, to know
   exactly which job of a chunk it died in.
-- ``started[w]``: written by worker slot ``w`` when the pool has a
-  ``task_timeout``, the ``time.monotonic()`` at which that job started (the
-  clock is system-wide); read by the master to time the job out. It is written
+- ``started[w]``: written by worker slot ``w`` for a job with a
+  ``task_timeout``, the ``time.monotonic()`` at which it started (the clock is
+  system-wide); read by the master to time the job out (``_timeouts``). It is written
   before ``running[w]``, so a master that sees a job's id sees its start.
 """
 
