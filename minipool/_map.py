@@ -70,20 +70,25 @@ def map_jobs(
     star = len(iterators) > 1
     inputs = zip(*iterators, strict=False) if star else iterators[0]
     total = _common_length(iterables)
-    run = _MapRun(master, fn, inputs, star, total, chunksize, timeout, ordered, return_exceptions)
-    run.task_timeout = master.task_timeout if task_timeout is None else task_timeout
-    # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
-    # alive, or its finalizer would shut it down under the consumer.
-    run.owner = owner
+    run = _MapRun(
+        master,
+        fn,
+        inputs,
+        star,
+        total,
+        chunksize,
+        timeout,
+        ordered,
+        return_exceptions,
+        task_timeout=master.task_timeout if task_timeout is None else task_timeout,
+        owner=owner,
+    )
     run.start(progress)
     return run.results()
 
 
 class _MapRun:
     """The state of one ``map`` call, driven by the consumer's ``next()``."""
-
-    owner: object = None
-    task_timeout: float | None = None
 
     def __init__(
         self,
@@ -96,8 +101,15 @@ class _MapRun:
         timeout: float | None,
         ordered: bool,
         return_exceptions: bool,
+        *,
+        task_timeout: float | None,
+        owner: object,
     ) -> None:
         self._master = master
+        # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
+        # alive, or its finalizer would shut it down under the consumer.
+        self._owner = owner
+        self._task_timeout = task_timeout
         self._fn = _dumps_fn(fn)
         self._inputs = inputs
         self._star = star
@@ -161,7 +173,9 @@ class _MapRun:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
         tracked = not self._sizer.jobs_are_tiny
-        tasks = _tasks_for(first, self._fn, items, self._star, receiver, tracked, self.task_timeout)
+        tasks = _tasks_for(
+            first, self._fn, items, self._star, receiver, tracked, self._task_timeout
+        )
         try:
             self._master.enqueue(tasks)
         except RuntimeError as refusal:

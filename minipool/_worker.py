@@ -108,8 +108,12 @@ def _start_lifeline(jobs_fd: int) -> None:
     poller = select.poll()
     poller.register(jobs_fd, 0)
 
+    # POLLNVAL too: a worker whose jobs pipe is gone (a job closed it) cannot
+    # serve, and poll() would otherwise return at once, for ever.
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
     def watch() -> None:
-        while not any(mask & (select.POLLHUP | select.POLLERR) for _, mask in poller.poll()):
+        while not any(mask & gone for _, mask in poller.poll()):
             pass
         time.sleep(MASTER_GONE_GRACE_SECONDS)  # a deadline, not a wait for a condition
         os._exit(EXIT_MASTER_GONE)
