@@ -13,6 +13,7 @@ from ._errors import RemoteError as RemoteError
 from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
+from ._logging import get_logger as get_logger
 from ._pool import Pool as Pool
 from ._stats import PoolStats as PoolStats
 
@@ -25,6 +26,7 @@ __all__ = [
     "RemoteTraceback",
     "TaskTimeout",
     "WorkerCrashed",
+    "get_logger",
     "stop_requested",
     "worker_state",
 ]

@@ -7,10 +7,12 @@ before ``init`` runs; in the caller there is none, which is how
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import length_hint
 from typing import Any
 
-from ._shared import SharedState
+from ._shared import IDLE, SharedState
 
 
 @dataclass(slots=True)
@@ -18,6 +20,19 @@ class WorkerContext:
     worker_id: int
     shared: SharedState
     state: Any = None
+    logger: Any = None  # the structlog logger minipool.get_logger() binds
+    # While an untracked chunk runs: its first job id, the iterator over its
+    # items that map() is consuming, and how many items it has.
+    untracked: tuple[int, Iterator[Any], int] | None = None
+
+    def job_id(self) -> int | None:
+        """The id of the job this worker is running now, if any."""
+        if self.untracked is not None:
+            # The job running is the item map() took last: no per-job cost.
+            first, items, size = self.untracked
+            return first + size - length_hint(items) - 1
+        job = self.shared.running_slots[self.worker_id]
+        return None if job == IDLE else job
 
 
 _current: WorkerContext | None = None

@@ -56,7 +56,9 @@ from functools import partial
 from typing import Any
 
 from ._errors import InitError, PoolError, RemoteError, copy_error, note_attempts
-from ._messages import INIT_FAILED, OUTCOME, READY, RECYCLING
+from ._log_spill import LogSpill, generation_of
+from ._logging import LogRouter, LogSink, caller_levels
+from ._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
 from ._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, crash_safe_jobs
@@ -83,6 +85,7 @@ class Master:
         max_worker_memory: int | None,
         task_timeout: float | None,
         retries: int,
+        log_sink: LogSink | None,
     ) -> None:
         self.workers = workers
         self.max_tasks_per_worker = max_tasks_per_worker
@@ -92,12 +95,10 @@ class Master:
         self._ctx = multiprocessing.get_context(start_method)
         self._shared = SharedState(workers)
         self._timeouts = TimeoutWatch(self._shared)
-        self._worker_config = WorkerConfig(
-            worker_id=-1,
-            init=init,
-            shared=self._shared,
-            max_memory=max_worker_memory,
-        )
+        self._init = init
+        self._max_worker_memory = max_worker_memory
+        self._logs = LogRouter(log_sink)
+        self._log_spills = [LogSpill() for _ in range(workers)]
         # Guards what caller threads share with the master: job ids, the
         # closing flag, the wakeup pipe's lifetime.
         self._lock = threading.Lock()
@@ -313,6 +314,9 @@ class Master:
                 self._on_ready(worker)
             elif kind == INIT_FAILED:
                 self._on_init_failed(worker, payload)
+            elif kind == LOGS:
+                worker.log_generation = generation_of(payload)
+                self._logs.deliver(worker.slot, worker.pid, payload)
             elif kind == RECYCLING:
                 worker.retiring = worker.recycling = True
 
@@ -365,6 +369,9 @@ class Master:
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         self._on_results(worker)  # what it wrote before it died still counts
+        unsent_logs = self._log_spills[worker.slot].leftover(worker.log_generation)
+        if unsent_logs is not None:  # it died before writing them: a crash
+            self._logs.deliver(worker.slot, worker.pid, unsent_logs)
         for fd in (worker.results_fd, worker.sentinel):
             self._selector.unregister(fd)
         if worker.jobs_fd in self._blocked_writers:
@@ -499,7 +506,17 @@ class Master:
     # ---- workers -------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> None:
-        worker = WorkerHandle(self._ctx, self._worker_config, slot, self._master_fds())
+        spill = self._log_spills[slot]
+        spill.reset()
+        config = WorkerConfig(
+            worker_id=slot,
+            init=self._init,
+            shared=self._shared,
+            log_spill=spill,
+            log_levels=caller_levels(),  # now: the caller may have changed them
+            max_memory=self._max_worker_memory,
+        )
+        worker = WorkerHandle(self._ctx, config, self._master_fds())
         self._workers[slot] = worker
         self._selector.register(
             worker.results_fd, selectors.EVENT_READ, partial(self._on_results, worker)

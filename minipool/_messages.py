@@ -30,6 +30,7 @@ OUTCOME = 11
 READY = 12  # init finished; jobs may now fail only on their own account
 INIT_FAILED = 13
 RECYCLING = 14  # past max_worker_memory: exiting; the chunks not answered never ran
+LOGS = 15  # log events (see _log_spill)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,12 @@ class Outbox:
         if not self._buffers:
             self.since = perf_counter()
         self._buffers += (header, payload)
+
+    def add_first(self, kind: int, payload: bytes | memoryview) -> None:
+        """Put a frame before every frame already waiting."""
+        if not self._buffers:
+            self.since = perf_counter()
+        self._buffers[:0] = (HEADER.pack(len(payload), kind), payload)
 
     def flush(self) -> bool:
         """Write what the pipe takes; True when nothing is left to write."""

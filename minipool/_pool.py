@@ -49,6 +49,13 @@ class Pool(Executor):
     and replaces its worker; a job waiting in a queue has not started its clock.
     ``retries``: a job that raised, crashed its worker or timed out runs again,
     on any worker, up to that many times before its last error is reported.
+
+    What jobs log with ``minipool.get_logger()`` or the ``logging`` module
+    reaches this process, each event before its job's result: through this
+    process's structlog and ``logging`` configuration, or, given
+    ``log_sink``, as one event dict per call to it (from the pool's thread;
+    it should return quickly). Workers ship only the levels this process's
+    configuration lets through, as it stands when each worker starts.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class Pool(Executor):
         max_worker_memory: int | None = None,
         task_timeout: float | None = None,
         retries: int = 0,
+        log_sink: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         if workers is None:
             workers = _cpu_count()
@@ -74,6 +82,10 @@ class Pool(Executor):
             check_seconds("task_timeout", task_timeout)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
+        if log_sink is not None and not callable(log_sink):
+            raise TypeError(
+                f"log_sink must be a callable that takes each worker event dict, got {log_sink!r}"
+            )
         self._master = Master(
             workers=workers,
             init=_pickle_init(init, init_args),
@@ -82,6 +94,7 @@ class Pool(Executor):
             max_worker_memory=max_worker_memory,
             task_timeout=task_timeout,
             retries=retries,
+            log_sink=log_sink,
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)

@@ -40,6 +40,7 @@ class WorkerHandle:
         "jobs_fd",
         "jobs_in_flight",
         "jobs_sent",
+        "log_generation",
         "outbox",
         "pid",
         "process",
@@ -54,19 +55,15 @@ class WorkerHandle:
         "timed_tasks",
     )
 
-    def __init__(
-        self, ctx: Any, template: _worker.WorkerConfig, slot: int, master_fds: tuple[int, ...]
-    ) -> None:
+    def __init__(self, ctx: Any, config: _worker.WorkerConfig, master_fds: tuple[int, ...]) -> None:
         jobs_reader, jobs_writer = ctx.Pipe(duplex=False)
         results_reader, results_writer = ctx.Pipe(duplex=False)
         _enlarge(jobs_writer.fileno())
         _enlarge(results_writer.fileno())
         inherited = (*master_fds, jobs_writer.fileno(), results_reader.fileno())
-        config = dataclasses.replace(
-            template,
-            worker_id=slot,
-            inherited_fds=inherited if ctx.get_start_method() == "fork" else (),
-        )
+        if ctx.get_start_method() == "fork":
+            config = dataclasses.replace(config, inherited_fds=inherited)
+        slot = config.worker_id
         self.process = ctx.Process(
             target=_worker.main,
             args=(config, jobs_reader, results_writer),
@@ -95,6 +92,7 @@ class WorkerHandle:
         self.timed_out: int | None = None  # the job it was killed for overrunning
         self.init_error: InitError | None = None  # what its init raised
         self.recycling = False  # it passed max_worker_memory and is leaving
+        self.log_generation = 0  # of the last LOGS frame received (see _log_spill)
 
     def fds(self) -> tuple[int, ...]:
         return (self.jobs_fd, self.results_fd, self.sentinel)

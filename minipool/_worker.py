@@ -13,6 +13,7 @@ results back).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import resource
@@ -22,13 +23,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 from time import monotonic, perf_counter
 from typing import Any
 
 from . import _context
+from ._log_shipping import LOG_FLUSH_SECONDS, LogShipper
+from ._log_shipping import install as install_logging
+from ._log_spill import LogSpill
+from ._logging import LogLevels
 from ._messages import (
     CHUNK,
     INIT_FAILED,
@@ -54,6 +59,7 @@ FLUSH_AFTER = 0.002
 # before the lifeline thread ends the process.
 MASTER_GONE_GRACE_SECONDS = 2.0
 EXIT_MASTER_GONE = 75
+TICK_MILLISECONDS = round(LOG_FLUSH_SECONDS * 1000)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class WorkerConfig:
     worker_id: int
     init: bytes | None  # pickled (init, init_args)
     shared: SharedState
+    log_spill: LogSpill
+    log_levels: LogLevels
     # Under fork the child inherits the master's ends of every pipe; it must
     # close them, or it would hold its own jobs pipe open and never see EOF
     # when the master dies. Empty under spawn and forkserver.
@@ -78,32 +86,40 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     # (This process started with SIGINT blocked: see _processes._sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _start_lifeline(jobs.fileno())
     context = _context.WorkerContext(config.worker_id, config.shared)
     _context.install(context)
+    shipper = LogShipper(config.log_spill, results.fileno(), context.job_id)
+    _start_lifeline(jobs.fileno(), shipper.flush_if_due)
+    context.logger = install_logging(config.log_levels, shipper.ship)
     outbox = Outbox(results.fileno())
+    flush = functools.partial(shipper.flush, outbox)
     try:
         context.state, teardown = _start(config.init)
     except BaseException as error:
         outbox.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
-        _flush(outbox)
+        flush()
         return
     # At once, not with the first outcomes: a worker killed by its first job
     # must not look to the master as one that died in init.
     outbox.add(READY)
-    _flush(outbox)
+    flush()
     try:
-        _serve(jobs.fileno(), outbox, context, config.max_memory)
+        _serve(jobs.fileno(), outbox, flush, context, config.max_memory)
     finally:
-        teardown()
+        try:
+            teardown()
+        finally:
+            flush()  # what the teardown logged
 
 
-def _start_lifeline(jobs_fd: int) -> None:
+def _start_lifeline(jobs_fd: int, tick: Callable[[], None]) -> None:
     """End this process soon after the master's process dies, even in the middle of a job.
 
     Only the master holds the write end of the jobs pipe, so the read end
     reports POLLHUP exactly when the master's process is gone. A thread waits
-    for that with an empty event mask, which never consumes the jobs.
+    for that with an empty event mask, which never consumes the jobs, and
+    calls ``tick`` (which writes log events that have waited too long) every
+    ``LOG_FLUSH_SECONDS`` meanwhile.
     """
     poller = select.poll()
     poller.register(jobs_fd, 0)
@@ -113,8 +129,8 @@ def _start_lifeline(jobs_fd: int) -> None:
     gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
     def watch() -> None:
-        while not any(mask & gone for _, mask in poller.poll()):
-            pass
+        while not any(mask & gone for _, mask in poller.poll(TICK_MILLISECONDS)):
+            tick()
         time.sleep(MASTER_GONE_GRACE_SECONDS)  # a deadline, not a wait for a condition
         os._exit(EXIT_MASTER_GONE)
 
@@ -142,17 +158,19 @@ def _nothing() -> None:
 
 
 def _serve(
-    jobs_fd: int, outbox: Outbox, context: _context.WorkerContext, max_memory: int | None
+    jobs_fd: int,
+    outbox: Outbox,
+    flush: Callable[[], None],
+    context: _context.WorkerContext,
+    max_memory: int | None,
 ) -> None:
     reader = FrameReader()
     functions = FunctionCache()
-    running = context.shared.running_slots
-    started = context.shared.started_slots
     frames: deque[tuple[int, memoryview]] = deque()
     try:
         while True:
             if not frames:
-                _flush(outbox)
+                flush()
                 data = os.read(jobs_fd, READ_SIZE)
                 if not data:
                     return  # the master is gone
@@ -167,16 +185,15 @@ def _serve(
             except Exception as error:
                 outbox.add(OUTCOME, dumps(_unreadable_chunk(error), protocol=PROTOCOL))
                 continue
-            stamps = started if chunk.timed else None
-            outcome = run_chunk(chunk, fn, running, stamps, context.worker_id)
+            outcome = run_chunk(chunk, fn, context)
             outbox.add(OUTCOME, encode_outcome(outcome))
             if max_memory is not None and resident_bytes() > max_memory:
                 outbox.add(RECYCLING)
                 return
             if perf_counter() - outbox.since > FLUSH_AFTER:
-                _flush(outbox)
+                flush()
     finally:
-        _flush(outbox)
+        flush()
 
 
 def _unreadable_chunk(error: Exception) -> Outcome:
@@ -203,30 +220,22 @@ def resident_bytes() -> int:
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _flush(outbox: Outbox) -> None:
-    with contextlib.suppress(BrokenPipeError):  # the master is gone; nobody to tell
-        outbox.flush()
-
-
-def run_chunk(
-    chunk: Chunk,
-    fn: Any,
-    running: MutableSequence[int] | memoryview[int],
-    started: MutableSequence[float] | memoryview[float] | None,
-    slot: int,
-) -> Outcome:
+def run_chunk(chunk: Chunk, fn: Any, context: _context.WorkerContext) -> Outcome:
     """Run every job of ``chunk``; each job's exception is caught and becomes its outcome.
 
-    ``running[slot]`` holds the id of the job in progress (of the chunk's
-    first job, if the chunk is not tracked), so that whoever watches this
-    process knows which job it died in; ``started[slot]``, if given, when that
-    job started.
+    The worker's ``running`` slot holds the id of the job in progress (of the
+    chunk's first job, if the chunk is not tracked), so that whoever watches
+    this process knows which job it died in; for a timed chunk its
+    ``started`` slot holds when that job started.
     """
     # Every BaseException is the job's own (this process ignores SIGINT): a job
     # raising KeyboardInterrupt or asyncio.CancelledError must not kill the worker.
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
     call = _star_call(fn, chunk.kwargs) if chunk.star else fn
+    slot = context.worker_id
+    running = context.shared.running_slots
+    started = context.shared.started_slots if chunk.timed else None
     began = perf_counter()
     if chunk.tracked:
         append = values.append
@@ -241,7 +250,9 @@ def run_chunk(
                 append(None)
     else:
         running[slot] = chunk.first_job_id
-        calls = map(call, chunk.items)
+        items = iter(chunk.items)
+        context.untracked = (chunk.first_job_id, items, len(chunk.items))
+        calls = map(call, items)
         while True:
             try:
                 values.extend(calls)  # keeps the values before a job that raises
@@ -249,6 +260,7 @@ def run_chunk(
             except BaseException as error:
                 errors[len(values)] = error_info(error)
                 values.append(None)  # map() resumes with the next job
+        context.untracked = None
     running[slot] = IDLE
     return Outcome(chunk.first_job_id, values, errors or None, perf_counter() - began)
 

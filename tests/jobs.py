@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import logging
 import multiprocessing
 import os
 import signal
@@ -385,3 +386,93 @@ def raise_keyboard_interrupt() -> None:
 
 def system_exit(code: int) -> None:
     sys.exit(code)
+
+
+# ---- jobs that log ---------------------------------------------------------------------
+
+
+def log_structlog(x: int) -> int:
+    minipool.get_logger(item=x, source="test").info("job ran", square=x * x)
+    return x
+
+
+def log_stdlib(name: str, level: int, message: str) -> None:
+    logging.getLogger(name).log(level, message, extra={"color": "blue"})
+
+
+def log_at_each_level(name: str) -> None:
+    """One stdlib record and one structlog event at DEBUG, INFO and WARNING."""
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING):
+        logging.getLogger(name).log(level, "stdlib")
+        minipool.get_logger(logger=name).log(level, "structlog")
+
+
+def log_exception(name: str) -> None:
+    try:
+        1 / 0  # noqa: B018 -- the exception is the point
+    except ZeroDivisionError:
+        logging.getLogger(name).exception("stdlib failure")
+        minipool.get_logger().exception("structlog failure")
+
+
+def log_then_crash(how: str) -> None:
+    """Log through both APIs, then die without any chance to flush."""
+    minipool.get_logger().info("last words", how=how)
+    logging.getLogger("minipool.tests.crash").warning("stdlib last words")
+    if how == "sigkill":
+        kill_self_with_signal(signal.SIGKILL)
+    elif how == "segfault":
+        segfault()
+    else:
+        os._exit(3)
+
+
+def log_then_wait(release: str) -> str:
+    minipool.get_logger().info("waiting")
+    wait_for_path(release, RELEASE_TIMEOUT)
+    return "released"
+
+
+def log_many(count: int, size: int) -> int:
+    log = minipool.get_logger()
+    for number in range(count):
+        log.info("many", number=number, padding="x" * size)
+    return count
+
+
+def log_if_round(x: int) -> int:
+    """Fast enough that map runs it untracked; logs for every hundredth item."""
+    if x % 100 == 0:
+        minipool.get_logger().info("round", item=x)
+    return x
+
+
+def log_from_thread() -> None:
+    thread = threading.Thread(target=lambda: minipool.get_logger().info("from a thread"))
+    thread.start()
+    thread.join()
+
+
+def log_unpicklable() -> None:
+    minipool.get_logger().info("odd value", lock=threading.Lock())
+
+
+def log_and_print(x: int) -> int:
+    print(f"printed by job {x}", flush=True)
+    return x
+
+
+def open_logged_resource(tag: str) -> Iterator[str]:
+    """A generator init that logs when it opens and when it closes."""
+    log = minipool.get_logger(tag=tag)
+    log.info("opened")
+    yield tag
+    log.info("closed")
+
+
+def log_until_stop_requested(started: str) -> bool:
+    minipool.get_logger().info("started")
+    Path(started).touch()
+    stopped = wait_for(minipool.stop_requested, RELEASE_TIMEOUT)
+    minipool.get_logger().info("stopping")
+    return stopped

@@ -23,6 +23,7 @@ PUBLIC_NAMES = [
     "RemoteTraceback",
     "TaskTimeout",
     "WorkerCrashed",
+    "get_logger",
     "stop_requested",
     "worker_state",
 ]

@@ -1,0 +1,202 @@
+"""The worker's end of logging: structlog events and stdlib records, shipped to the caller.
+
+``install`` runs in each worker before ``init``:
+
+- structlog: ``minipool.get_logger()`` (and ``structlog.get_logger()``, unless
+  ``init`` configures structlog otherwise) runs a short chain — context
+  variables, level, timestamp, exception text — and ships the event dict.
+- stdlib logging: the handlers the worker inherited are dropped (under fork
+  they are the caller's own, and would write every record twice: here and
+  again in the caller); one ``ShippingHandler`` on the root logger, and on
+  each logger that does not propagate, ships records instead.
+- levels: the caller's (``_logging.LogLevels``), so that an event the caller
+  would drop is never even pickled.
+
+Every event goes through ``LogShipper.ship`` into the worker's ``LogSpill``.
+The spill is written to the results pipe just before the outcomes (so a
+job's events reach the caller before its result does), when it is full, and
+when its oldest event is ``LOG_FLUSH_SECONDS`` old (checked at each event
+and by the lifeline thread), so a long job's events arrive while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from time import monotonic
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
+
+from ._log_spill import LogSpill, encode_event
+from ._logging import LOGGING_RECORD, STRUCTLOG_EVENT, LogLevels
+from ._messages import LOGS, Outbox
+
+# How long a logged event may wait for others to share its write. Longer
+# batches more under a steady trickle; shorter shows a long job's events sooner.
+LOG_FLUSH_SECONDS = 0.1
+
+Ship = Callable[[int, MutableMapping[str, Any]], None]
+
+
+class LogShipper:
+    """Collects one worker's events in its spill and writes them to its results pipe.
+
+    Every write to the results pipe goes through ``flush`` or ``ship`` under
+    one lock, because events can come from any thread of the worker.
+    """
+
+    def __init__(self, spill: LogSpill, results_fd: int, job_id: Callable[[], int | None]):
+        spill.start()
+        self._spill = spill
+        self._fd = results_fd
+        self._job_id = job_id
+        self._lock = threading.Lock()
+        self._oldest = 0.0  # when the oldest event in the spill was logged
+
+    def ship(self, kind: int, fields: MutableMapping[str, Any]) -> None:
+        fields["job_id"] = self._job_id()
+        record = encode_event(kind, fields)
+        spill = self._spill
+        with self._lock, _master_gone_ok():
+            if not spill.used:
+                self._oldest = monotonic()
+            if not spill.append(record):
+                self._flush_locked(Outbox(self._fd))
+                self._oldest = monotonic()
+                if not spill.append(record):  # bigger than the whole spill: it goes alone
+                    self._write_alone(record)
+            elif monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
+                self._flush_locked(Outbox(self._fd))
+
+    def flush(self, outbox: Outbox) -> None:
+        """Write the events held, then every frame in ``outbox``."""
+        with self._lock, _master_gone_ok():
+            self._flush_locked(outbox)
+
+    def flush_if_due(self) -> None:
+        """Write the events held if the oldest has waited ``LOG_FLUSH_SECONDS``."""
+        with self._lock, _master_gone_ok():
+            if self._spill.used and monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
+                self._flush_locked(Outbox(self._fd))
+
+    def _flush_locked(self, outbox: Outbox) -> None:
+        held = self._spill.used > 0
+        if held:
+            outbox.add_first(LOGS, self._spill.payload())
+        outbox.flush()  # the pipe is blocking: this returns once all is written
+        if held:
+            self._spill.written()
+
+    def _write_alone(self, record: bytes) -> None:
+        outbox = Outbox(self._fd)
+        outbox.add(LOGS, self._spill.alone(record))
+        outbox.flush()
+        self._spill.written()
+
+
+def _master_gone_ok() -> contextlib.AbstractContextManager[None]:
+    # A closed results pipe means the master is gone; the lifeline thread ends
+    # this process soon, and a job's log call must not fail in the meantime.
+    return contextlib.suppress(BrokenPipeError)
+
+
+def install(levels: LogLevels, ship: Ship) -> FilteringBoundLogger:
+    """Route this worker's logging to ``ship``; return the logger ``get_logger`` binds."""
+    _route_stdlib_logging(levels, ShippingHandler(ship))
+    return _configure_structlog(levels.structlog, ship)
+
+
+class ShippingHandler(logging.Handler):
+    """Ships each record, with its message formatted and its traceback as text."""
+
+    def __init__(self, ship: Ship) -> None:
+        super().__init__()
+        self._ship = ship
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._ship(LOGGING_RECORD, _record_fields(record))
+        except Exception:
+            self.handleError(record)
+
+
+_formatter = logging.Formatter()
+
+
+def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record as the caller rebuilds it: arguments merged, no live traceback."""
+    fields = dict(vars(record))
+    fields["msg"] = record.getMessage()
+    fields["args"] = None
+    fields.pop("message", None)
+    if record.exc_info:
+        fields["exc_text"] = record.exc_text or _formatter.formatException(record.exc_info)
+        fields["exc_info"] = None
+    return fields
+
+
+def _route_stdlib_logging(levels: LogLevels, handler: logging.Handler) -> None:
+    root = logging.getLogger()
+    for logger in [root, *list(root.manager.loggerDict.values())]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+    root.setLevel(levels.root)
+    root.addHandler(handler)
+    for name, level, propagate in levels.loggers:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        if not propagate:
+            logger.addHandler(handler)
+
+
+class _ShippingLogger:
+    """The logger at the end of the worker's structlog chain: ships the event dict."""
+
+    def __init__(self, ship: Ship) -> None:
+        self._ship = ship
+
+    def msg(self, event_dict: EventDict) -> None:
+        self._ship(STRUCTLOG_EVENT, event_dict)
+
+    debug = info = warning = warn = error = critical = fatal = exception = log = msg
+
+
+def _add_timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    event_dict["timestamp"] = time.time()
+    return event_dict
+
+
+def _as_one_argument(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> tuple[tuple[EventDict], dict[str, Any]]:
+    return (event_dict,), {}
+
+
+def _configure_structlog(level: int, ship: Ship) -> FilteringBoundLogger:
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _add_timestamp,
+        structlog.processors.format_exc_info,  # a live traceback does not pickle
+        _as_one_argument,
+    ]
+    wrapper_class = structlog.make_filtering_bound_logger(level)
+    shipping_logger = _ShippingLogger(ship)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=wrapper_class,
+        context_class=dict,
+        logger_factory=lambda *args: shipping_logger,
+        cache_logger_on_first_use=False,
+    )
+    # bind() turns wrap_logger's lazy proxy into the logger itself, once.
+    logger: FilteringBoundLogger = structlog.wrap_logger(
+        shipping_logger, processors, wrapper_class=wrapper_class, context_class=dict
+    ).bind()
+    return logger

@@ -1,0 +1,180 @@
+"""The caller's end of worker logging: which levels to ship, and where events go.
+
+    worker (see _log_shipping)                 caller, in the master thread
+    ──────────────────────────                 ────────────────────────────
+    LOGS frame on the results pipe ──────────► LogRouter.deliver ─┬─► log_sink(event dict)
+    a dead worker's LogSpill       ──────────►                    └─► caller's structlog (logger
+                                                                      "minipool.worker") and
+                                                                      logging (the record's logger)
+
+Events are delivered in the master thread, before the outcome that followed
+them on the pipe: when a job's future resolves, everything it logged has
+gone through the caller's logging. Workers pickle only events at levels the
+caller would keep (``LogLevels``, taken each time a worker starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from . import _context
+from ._log_spill import decode_events
+
+# The structlog logger name worker events are logged under in the caller, and
+# whose level decides which structlog events workers ship.
+WORKER_LOGGER = "minipool.worker"
+
+# Event kinds on the wire.
+STRUCTLOG_EVENT = 0
+LOGGING_RECORD = 1
+
+LogSink = Callable[[dict[str, Any]], object]
+
+
+def get_logger(**bind: Any) -> FilteringBoundLogger:
+    """A structlog logger, with ``bind`` bound, whose events reach the caller.
+
+    In a job (or ``init``) its events travel to the caller's process with
+    ``worker_id``, ``pid``, ``job_id``, ``level`` and ``timestamp`` added, and
+    come out through the caller's structlog configuration (as logger
+    ``"minipool.worker"``) or the pool's ``log_sink``. Outside a worker it is
+    the caller's own structlog logger, so that the same code runs unchanged
+    in one process.
+    """
+    context = _context.current()
+    if context is None or context.logger is None:
+        return cast(FilteringBoundLogger, structlog.get_logger(WORKER_LOGGER, **bind))
+    return cast(FilteringBoundLogger, context.logger.bind(**bind))
+
+
+@dataclass(frozen=True, slots=True)
+class LogLevels:
+    """The caller's logging levels, as a worker needs them to filter before shipping."""
+
+    structlog: int
+    root: int
+    # (name, level, propagate) of each stdlib logger with a level of its own or
+    # that does not propagate.
+    loggers: tuple[tuple[str, int, bool], ...]
+
+
+def caller_levels() -> LogLevels:
+    loggers = tuple(
+        (name, logger.level, logger.propagate)
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+        and (logger.level != logging.NOTSET or not logger.propagate)
+    )
+    return LogLevels(_structlog_level(), logging.root.level, loggers)
+
+
+def _structlog_level() -> int:
+    """The level below which the caller's structlog drops ``minipool.worker`` events."""
+    logger = structlog.get_logger(WORKER_LOGGER).bind()
+    # Looked up on the class: a plain structlog.BoundLogger answers every name.
+    for name in ("get_effective_level", "getEffectiveLevel"):
+        if getattr(type(logger), name, None) is not None:
+            return int(getattr(logger, name)())
+    return logging.NOTSET
+
+
+class LogRouter:
+    """Delivers worker events in the caller: to ``log_sink``, or through the caller's logging."""
+
+    def __init__(self, sink: LogSink | None) -> None:
+        self._sink = sink
+        self._failed = False
+
+    def deliver(self, worker_id: int, pid: int, payload: memoryview) -> None:
+        """Deliver each event of a ``LOGS`` payload; never raises into the master loop."""
+        caller_structlog = None
+        for event in decode_events(payload):
+            if isinstance(event, Exception):
+                event = (STRUCTLOG_EVENT, _unreadable(event, worker_id))
+            kind, fields = event
+            try:
+                if self._sink is not None:
+                    self._sink(_as_event_dict(kind, fields, worker_id, pid))
+                elif kind == LOGGING_RECORD:
+                    _log_record(fields, worker_id)
+                else:
+                    caller_structlog = (
+                        caller_structlog or structlog.get_logger(WORKER_LOGGER).bind()
+                    )
+                    _log_structlog(caller_structlog, fields, worker_id, pid)
+            except Exception:
+                self._report_failure()
+
+    def _report_failure(self) -> None:
+        # Once per pool: a broken sink would otherwise print a traceback per event.
+        if not self._failed:
+            self._failed = True
+            where = "log_sink" if self._sink is not None else "the caller's logging configuration"
+            print(
+                f"minipool: {where} raised while handling a worker's log event; that "
+                "event is lost, and later failures are not reported:",
+                file=sys.stderr,
+            )
+            traceback.print_exc()
+
+
+def _log_structlog(logger: Any, fields: dict[str, Any], worker_id: int, pid: int) -> None:
+    fields["worker_id"] = worker_id
+    fields["pid"] = pid
+    method = getattr(logger, fields.pop("level", "info"), logger.info)
+    method(fields.pop("event", None), **fields)
+
+
+def _log_record(fields: dict[str, Any], worker_id: int) -> None:
+    record = logging.makeLogRecord(fields)
+    record.worker_id = worker_id
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+
+
+# What every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _as_event_dict(kind: int, fields: dict[str, Any], worker_id: int, pid: int) -> dict[str, Any]:
+    if kind == STRUCTLOG_EVENT:
+        fields["worker_id"] = worker_id
+        fields["pid"] = pid
+        return fields
+    event = {
+        "event": fields["msg"],
+        "level": str(fields["levelname"]).lower(),
+        "logger": fields["name"],
+        "timestamp": fields["created"],
+        "worker_id": worker_id,
+        "pid": pid,
+        "job_id": fields.get("job_id"),
+    }
+    if fields.get("exc_text"):
+        event["exception"] = fields["exc_text"]
+    for key, value in fields.items():
+        if key not in _RECORD_ATTRIBUTES:
+            event.setdefault(key, value)
+    return event
+
+
+def _unreadable(error: Exception, worker_id: int) -> dict[str, Any]:
+    return {
+        "event": (
+            f"a log event from worker {worker_id} could not be unpickled in the caller "
+            f"({type(error).__name__}: {error}); log values whose classes the caller can import"
+        ),
+        "level": "error",
+        "timestamp": time.time(),
+        "job_id": None,
+    }
