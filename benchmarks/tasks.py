@@ -7,10 +7,15 @@ comparison measures the pools, not how each one serialises a function.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import os
 import random
 import signal
 import time
+from typing import Any
+
+import minipool
 
 
 def inc(x: int) -> int:
@@ -36,3 +41,22 @@ def die_at(x: int, fatal: int) -> int:
     if x == fatal:
         os.kill(os.getpid(), signal.SIGKILL)
     return x + 1
+
+
+def log_record(x: int) -> int:
+    """``x + 1``, logging one stdlib record on the way."""
+    logging.getLogger("bench.logs").info("job %d done", x)
+    return x + 1
+
+
+def log_event(x: int) -> int:
+    """``x + 1``, logging one structlog event through minipool on the way."""
+    minipool.get_logger().info("job done", x=x)
+    return x + 1
+
+
+def install_queue_handler(queue: Any) -> None:
+    """The logging cookbook's worker initializer: every record goes to ``queue``."""
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(queue)]
+    root.setLevel(logging.INFO)

@@ -58,29 +58,36 @@ class LogShipper:
         self._lock = threading.Lock()
         self._oldest = 0.0  # when the oldest event in the spill was logged
 
+    # A closed results pipe (BrokenPipeError) means the master is gone; the
+    # lifeline thread ends this process soon, and a job's log call must not
+    # fail in the meantime.
+
     def ship(self, kind: int, fields: MutableMapping[str, Any]) -> None:
         fields["job_id"] = self._job_id()
         record = encode_event(kind, fields)
         spill = self._spill
-        with self._lock, _master_gone_ok():
-            if not spill.used:
-                self._oldest = monotonic()
-            if not spill.append(record):
-                self._flush_locked(Outbox(self._fd))
-                self._oldest = monotonic()
-                if not spill.append(record):  # bigger than the whole spill: it goes alone
-                    self._write_alone(record)
-            elif monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
-                self._flush_locked(Outbox(self._fd))
+        with self._lock:
+            try:
+                if not spill.used:
+                    self._oldest = monotonic()
+                if not spill.append(record):
+                    self._flush_locked(Outbox(self._fd))
+                    self._oldest = monotonic()
+                    if not spill.append(record):  # bigger than the whole spill: it goes alone
+                        self._write_alone(record)
+                elif monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
+                    self._flush_locked(Outbox(self._fd))
+            except BrokenPipeError:
+                pass
 
     def flush(self, outbox: Outbox) -> None:
         """Write the events held, then every frame in ``outbox``."""
-        with self._lock, _master_gone_ok():
+        with self._lock, contextlib.suppress(BrokenPipeError):
             self._flush_locked(outbox)
 
     def flush_if_due(self) -> None:
         """Write the events held if the oldest has waited ``LOG_FLUSH_SECONDS``."""
-        with self._lock, _master_gone_ok():
+        with self._lock, contextlib.suppress(BrokenPipeError):
             if self._spill.used and monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
                 self._flush_locked(Outbox(self._fd))
 
@@ -97,12 +104,6 @@ class LogShipper:
         outbox.add(LOGS, self._spill.alone(record))
         outbox.flush()
         self._spill.written()
-
-
-def _master_gone_ok() -> contextlib.AbstractContextManager[None]:
-    # A closed results pipe means the master is gone; the lifeline thread ends
-    # this process soon, and a job's log call must not fail in the meantime.
-    return contextlib.suppress(BrokenPipeError)
 
 
 def install(levels: LogLevels, ship: Ship) -> FilteringBoundLogger:

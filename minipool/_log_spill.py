@@ -39,7 +39,7 @@ from typing import Any
 SPILL_BYTES = 256 * 1024
 
 _COUNTERS = struct.Struct("<QQ")  # used, generation
-_GENERATION = struct.Struct("<Q")
+_USED = _GENERATION = struct.Struct("<Q")
 _LENGTH = struct.Struct("<I")
 _DATA_START = _COUNTERS.size
 
@@ -47,9 +47,13 @@ _DATA_START = _COUNTERS.size
 class LogSpill:
     def __init__(self, size: int = SPILL_BYTES) -> None:
         self._memory = RawArray(ctypes.c_uint8, _DATA_START + size)
+        # The writer's own copy of what it last stored: reading it back from
+        # shared memory costs more than the rest of an append.
+        self.used = 0
+        self._generation = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_memory": self._memory}  # the cached view does not pickle
+        return {"_memory": self._memory, "used": 0, "_generation": 0}  # not the cached view
 
     @functools.cached_property
     def _view(self) -> memoryview:
@@ -59,23 +63,20 @@ class LogSpill:
 
     def start(self) -> None:
         """Begin empty at generation 1: the master has received generation 0 (nothing)."""
+        self.used, self._generation = 0, 1
         _COUNTERS.pack_into(self._view, 0, 0, 1)
-
-    @property
-    def used(self) -> int:
-        return int(_COUNTERS.unpack_from(self._view, 0)[0])
 
     def append(self, record: bytes) -> bool:
         """Add one pickled event; False, and nothing added, if it does not fit."""
         view = self._view
-        used = self.used
-        start = _DATA_START + used
+        start = _DATA_START + self.used
         end = start + _LENGTH.size + len(record)
         if end > len(view):
             return False
         _LENGTH.pack_into(view, start, len(record))
         view[start + _LENGTH.size : end] = record
-        _GENERATION.pack_into(view, 0, end - _DATA_START)  # last: it commits the event
+        self.used = end - _DATA_START
+        _USED.pack_into(view, 0, self.used)  # last: it commits the event
         return True
 
     def payload(self) -> memoryview:
@@ -84,13 +85,13 @@ class LogSpill:
 
     def alone(self, record: bytes) -> bytes:
         """A ``LOGS`` payload for one event too big for the spill, sent while it is empty."""
-        _, generation = _COUNTERS.unpack_from(self._view, 0)
-        return b"".join((_GENERATION.pack(generation), _LENGTH.pack(len(record)), record))
+        return b"".join((_GENERATION.pack(self._generation), _LENGTH.pack(len(record)), record))
 
     def written(self) -> None:
         """The payload reached the pipe: empty the spill and move to the next generation."""
-        _, generation = _COUNTERS.unpack_from(self._view, 0)
-        _COUNTERS.pack_into(self._view, 0, 0, generation + 1)
+        self.used = 0
+        self._generation += 1
+        _COUNTERS.pack_into(self._view, 0, 0, self._generation)
 
     # ---- the master: after the worker has exited -------------------------------------
 
@@ -103,7 +104,7 @@ class LogSpill:
         used, generation = _COUNTERS.unpack_from(self._view, 0)
         if used == 0 or generation == delivered_generation:
             return None
-        return self.payload()
+        return self._view[_GENERATION.size : _DATA_START + used]
 
 
 def generation_of(payload: memoryview) -> int:

@@ -96,23 +96,18 @@ class LogRouter:
 
     def deliver(self, worker_id: int, pid: int, payload: memoryview) -> None:
         """Deliver each event of a ``LOGS`` payload; never raises into the master loop."""
-        caller_structlog = None
+        route = self._to_sink if self._sink is not None else _CallerLogging().route
         for event in decode_events(payload):
             if isinstance(event, Exception):
                 event = (STRUCTLOG_EVENT, _unreadable(event, worker_id))
-            kind, fields = event
             try:
-                if self._sink is not None:
-                    self._sink(_as_event_dict(kind, fields, worker_id, pid))
-                elif kind == LOGGING_RECORD:
-                    _log_record(fields, worker_id)
-                else:
-                    caller_structlog = (
-                        caller_structlog or structlog.get_logger(WORKER_LOGGER).bind()
-                    )
-                    _log_structlog(caller_structlog, fields, worker_id, pid)
+                route(*event, worker_id, pid)
             except Exception:
                 self._report_failure()
+
+    def _to_sink(self, kind: int, fields: dict[str, Any], worker_id: int, pid: int) -> None:
+        assert self._sink is not None
+        self._sink(_as_event_dict(kind, fields, worker_id, pid))
 
     def _report_failure(self) -> None:
         # Once per pool: a broken sink would otherwise print a traceback per event.
@@ -127,19 +122,42 @@ class LogRouter:
             traceback.print_exc()
 
 
-def _log_structlog(logger: Any, fields: dict[str, Any], worker_id: int, pid: int) -> None:
-    fields["worker_id"] = worker_id
-    fields["pid"] = pid
-    method = getattr(logger, fields.pop("level", "info"), logger.info)
-    method(fields.pop("event", None), **fields)
+class _CallerLogging:
+    """Routes one payload's events through the caller's structlog and logging.
 
+    It looks each logger up once per payload, not once per event, and again
+    for the next payload: the caller may reconfigure logging at any time.
+    """
 
-def _log_record(fields: dict[str, Any], worker_id: int) -> None:
-    record = logging.makeLogRecord(fields)
-    record.worker_id = worker_id
-    logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
+    def __init__(self) -> None:
+        self._structlog: Any = None
+        self._loggers: dict[str, logging.Logger] = {}
+
+    def route(self, kind: int, fields: dict[str, Any], worker_id: int, pid: int) -> None:
+        if kind == LOGGING_RECORD:
+            self._log_record(fields, worker_id)
+        else:
+            self._log_structlog(fields, worker_id, pid)
+
+    def _log_structlog(self, fields: dict[str, Any], worker_id: int, pid: int) -> None:
+        if self._structlog is None:
+            self._structlog = structlog.get_logger(WORKER_LOGGER).bind()
+        fields["worker_id"] = worker_id
+        fields["pid"] = pid
+        method = getattr(self._structlog, fields.pop("level", "info"), self._structlog.info)
+        method(fields.pop("event", None), **fields)
+
+    def _log_record(self, fields: dict[str, Any], worker_id: int) -> None:
+        # The fields are a whole record's, so LogRecord.__init__ (half the cost
+        # of delivering a record) has nothing to add; unpickling one skips it too.
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        record.__dict__ = fields
+        record.worker_id = worker_id
+        logger = self._loggers.get(record.name)
+        if logger is None:
+            logger = self._loggers[record.name] = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
 
 
 # What every LogRecord has; anything else on a record came from ``extra=``.

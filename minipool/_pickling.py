@@ -23,6 +23,20 @@ dumps = pickle.dumps
 loads = pickle.loads
 
 
+def dumps_value(value: Any) -> bytes:
+    """Pickle a result or an exception in a worker.
+
+    Plain pickle, or cloudpickle for what pickle cannot find by name: an
+    instance of a class from the caller's ``__main__``, which the worker has
+    as its own copy, sent by value along with the function. cloudpickle tags
+    such a class so that the caller gets its own class back.
+    """
+    try:
+        return pickle.dumps(value, protocol=PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=PROTOCOL)  # type: ignore[no-any-return]
+
+
 def dumps_function(fn: Any) -> bytes:
     """Pickle a callable by reference when a worker can import it, by value otherwise."""
     if _defined_in_main(fn):
@@ -66,7 +80,7 @@ def error_info(error: BaseException) -> ErrorInfo:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     blob: bytes | None
     try:
-        blob = dumps(error, protocol=PROTOCOL)
+        blob = dumps_value(error)
         # An exception whose __init__ takes other arguments than it passes to
         # BaseException pickles fine but fails to unpickle (CPython issue
         # 79492); find that out here rather than in the caller.

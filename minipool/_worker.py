@@ -46,7 +46,7 @@ from ._messages import (
     Outbox,
     Outcome,
 )
-from ._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
+from ._pickling import PROTOCOL, FunctionCache, dumps, dumps_value, error_info, loads
 from ._shared import IDLE, SharedState
 
 # Large enough to take a whole batch of small chunks in one system call.
@@ -274,7 +274,7 @@ def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, .
 def encode_outcome(outcome: Outcome) -> bytes:
     """Pickle ``outcome``; a result that does not pickle becomes that job's error."""
     try:
-        return dumps(outcome, protocol=PROTOCOL)
+        return dumps_value(outcome)
     except Exception:
         return dumps(_replace_unpicklable(outcome), protocol=PROTOCOL)
 
@@ -284,7 +284,7 @@ def _replace_unpicklable(outcome: Outcome) -> Outcome:
     errors = dict(outcome.errors or {})
     for position, value in enumerate(values):
         try:
-            dumps(value, protocol=PROTOCOL)
+            dumps_value(value)
         except Exception as error:
             job_id = outcome.first_job_id + position
             values[position] = None

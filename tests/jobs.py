@@ -160,8 +160,8 @@ def return_lock() -> Any:
     return threading.Lock()
 
 
-def return_lambda() -> Any:
-    return lambda: None
+def return_closure(offset: int) -> Any:
+    return lambda x: x + offset
 
 
 class UnpicklableError(Exception):

@@ -58,9 +58,6 @@ CASES = {
         {"type_name": "TypeError"},
         traceback="cannot pickle '_thread.lock' object",
     ),
-    "lambda-result": Case(
-        jobs.return_lambda, (), minipool.RemoteError, "could not be pickled", traceback="lambda"
-    ),
     "result-does-not-unpickle": Case(
         jobs.return_worker_only_value, (), minipool.RemoteError, "could not be unpickled"
     ),

@@ -41,6 +41,23 @@ SCRIPT = textwrap.dedent(
         return minipool.worker_state()["base"] + x
 
 
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+
+    class BadPoint(Exception):
+        pass
+
+
+    def make_point(x):
+        return Point(x)
+
+
+    def refuse_point(x):
+        raise BadPoint(x)
+
+
     def main(method):
         offset = 100
 
@@ -53,6 +70,12 @@ SCRIPT = textwrap.dedent(
             print("closure", pool.submit(shifted, 1).result(timeout=30))
             print("callable", list(pool.map(Scale(3), [1, 2])))
             print("state", pool.submit(from_state, 7).result(timeout=30))
+            point = pool.submit(make_point, 5).result(timeout=30)
+            print("class", type(point) is Point, point.x)
+            try:
+                pool.submit(refuse_point, 6).result(timeout=30)
+            except BadPoint as error:
+                print("exception", type(error) is BadPoint, error.args)
 
 
     if __name__ == "__main__":
@@ -66,6 +89,8 @@ EXPECTED = [
     "closure 101",
     "callable [3, 6]",
     "state 1007",
+    "class True 5",
+    "exception True (6,)",
 ]
 
 

@@ -53,6 +53,13 @@ def test_lambdas_closures_and_callable_objects_run(
     assert list(pool.map(fn, [10, 10])) == [expected, expected]
 
 
+def test_a_job_may_return_a_closure(make_pool: MakePool, start_method: str) -> None:
+    """A result pickle cannot carry (a closure) travels with cloudpickle instead."""
+    pool = make_pool(start_method=start_method)
+    shifted = pool.submit(jobs.return_closure, 10).result(timeout=30)
+    assert shifted(5) == 15
+
+
 def test_kwargs_named_fn_and_self_reach_the_job(make_pool: MakePool) -> None:
     """Keyword arguments named like submit's own parameters go to the job untouched."""
     pool = make_pool(1)
