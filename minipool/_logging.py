@@ -67,14 +67,31 @@ class LogLevels:
     loggers: tuple[tuple[str, int, bool], ...]
 
 
-def caller_levels() -> LogLevels:
+def worker_levels(log_level: int | None) -> LogLevels:
+    """The caller's levels now, or ``log_level`` for every logger."""
     loggers = tuple(
         (name, logger.level, logger.propagate)
         for name, logger in list(logging.root.manager.loggerDict.items())
         if isinstance(logger, logging.Logger)
         and (logger.level != logging.NOTSET or not logger.propagate)
     )
-    return LogLevels(_structlog_level(), logging.root.level, loggers)
+    if log_level is None:
+        return LogLevels(_structlog_level(), logging.root.level, loggers)
+    # A logger's own level must not hide what log_level asks for.
+    inherit = tuple((name, logging.NOTSET, propagate) for name, _, propagate in loggers)
+    return LogLevels(log_level, log_level, inherit)
+
+
+def check_log_level(log_level: int | str | None) -> int | None:
+    """``log_level`` as a number; a clear error for a name logging does not know."""
+    if log_level is None or (isinstance(log_level, int) and not isinstance(log_level, bool)):
+        return log_level
+    level = logging.getLevelName(str(log_level).upper()) if isinstance(log_level, str) else None
+    if not isinstance(level, int):
+        raise ValueError(
+            f"log_level must be a logging level such as logging.INFO or 'info', got {log_level!r}"
+        )
+    return level
 
 
 def _structlog_level() -> int:

@@ -57,7 +57,7 @@ from typing import Any
 
 from ._errors import InitError, PoolError, RemoteError, copy_error, note_attempts
 from ._log_spill import LogSpill, generation_of
-from ._logging import LogRouter, LogSink, caller_levels
+from ._logging import LogRouter, LogSink, worker_levels
 from ._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
@@ -86,6 +86,7 @@ class Master:
         task_timeout: float | None,
         retries: int,
         log_sink: LogSink | None,
+        log_level: int | None,
     ) -> None:
         self.workers = workers
         self.max_tasks_per_worker = max_tasks_per_worker
@@ -98,6 +99,7 @@ class Master:
         self._init = init
         self._max_worker_memory = max_worker_memory
         self._logs = LogRouter(log_sink)
+        self._log_level = log_level
         self._log_spills = [LogSpill() for _ in range(workers)]
         # Guards what caller threads share with the master: job ids, the
         # closing flag, the wakeup pipe's lifetime.
@@ -513,7 +515,7 @@ class Master:
             init=self._init,
             shared=self._shared,
             log_spill=spill,
-            log_levels=caller_levels(),  # now: the caller may have changed them
+            log_levels=worker_levels(self._log_level),  # now: the caller may have changed them
             max_memory=self._max_worker_memory,
         )
         worker = WorkerHandle(self._ctx, config, self._master_fds())

@@ -15,6 +15,7 @@ import cloudpickle
 
 from . import _exits
 from ._checks import check_positive, check_seconds
+from ._logging import check_log_level
 from ._map import map_jobs
 from ._master import Master
 from ._pickling import PROTOCOL, dumps_function
@@ -55,7 +56,8 @@ class Pool(Executor):
     process's structlog and ``logging`` configuration, or, given
     ``log_sink``, as one event dict per call to it (from the pool's thread;
     it should return quickly). Workers ship only the levels this process's
-    configuration lets through, as it stands when each worker starts.
+    configuration lets through, as it stands when each worker starts, or,
+    given ``log_level`` (``logging.INFO``, ``"debug"``...), that level and up.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Pool(Executor):
         task_timeout: float | None = None,
         retries: int = 0,
         log_sink: Callable[[dict[str, Any]], object] | None = None,
+        log_level: int | str | None = None,
     ) -> None:
         if workers is None:
             workers = _cpu_count()
@@ -95,6 +98,7 @@ class Pool(Executor):
             task_timeout=task_timeout,
             retries=retries,
             log_sink=log_sink,
+            log_level=check_log_level(log_level),
         )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)

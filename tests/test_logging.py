@@ -180,6 +180,34 @@ def test_levels_the_caller_filters_out_are_not_shipped(
     assert shipped == [("structlog", "info"), ("stdlib", "warning"), ("structlog", "warning")]
 
 
+def test_log_level_overrides_the_callers_levels(
+    make_pool: Callable[..., minipool.Pool],
+    caller_logger: tuple[str, ListHandler],
+    structlog_defaults: None,
+) -> None:
+    """``log_level`` ships that level and up whatever the caller's configuration says."""
+    name, _ = caller_logger
+    logging.getLogger(name).setLevel(logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    events: Events = []
+    with make_pool(1, log_sink=events.append, log_level="info") as pool:
+        pool.submit(jobs.log_at_each_level, name).result(timeout=TIMEOUT)
+    shipped = [(event["event"], event["level"]) for event in events]
+    assert shipped == [
+        ("stdlib", "info"),
+        ("structlog", "info"),
+        ("stdlib", "warning"),
+        ("structlog", "warning"),
+    ]
+
+
+@pytest.mark.parametrize("level", ["LOUD", 2.5, True])
+def test_log_level_must_be_a_level(level: object) -> None:
+    """An unknown level name or a value of the wrong type is refused, naming the argument."""
+    with pytest.raises(ValueError, match="log_level must be a logging level"):
+        minipool.Pool(1, log_level=level)  # type: ignore[arg-type]
+
+
 def test_logs_from_init_and_teardown_arrive(make_pool: Callable[..., minipool.Pool]) -> None:
     """A generator init's events, on opening and on closing, reach the caller by shutdown."""
     events: Events = []

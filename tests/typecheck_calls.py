@@ -24,3 +24,11 @@ def typical_calls() -> None:
         stats: minipool.PoolStats = pool.stats
         total: int = doubled.result() + sum(results) + stats.completed
         print(total, scaled.result())
+
+
+def logging_calls(events: list[dict[str, object]]) -> None:
+    with minipool.Pool(2, log_sink=events.append, log_level="info") as pool:
+        pool.submit(double, 1).result()
+    log = minipool.get_logger(run=1)
+    log.info("done", jobs=1)
+    log.bind(step=2).warning("slow")
