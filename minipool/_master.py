@@ -10,10 +10,12 @@
                                 │   worker.results_fd ◄── results pipe ◄── _worker._serve
                                 │   worker.sentinel   ◄── process exit       (Outcome, READY,
                                 │   worker.jobs_fd    ──► jobs pipe ──►     INIT_FAILED,
-                                │     (only while a write is pending)       RECYCLING;
+                                │     (only while a write is pending)       RECYCLING, LOGS;
                                 │                                           reads Chunk, STOP)
                                 │                      (jobs pipe HUP) ──► lifeline thread
   Future / map chunk ◄── Receiver.deliver
+  log_sink / logging ◄── LogRouter.deliver ◄── LOGS frames, and after a crash
+                                               _log_spills[slot] ◄────────── LogShipper
   Pool.stats         ◄── counters, _shared.completed (Value)
                          _shared.running[slot] (Array) ◄────────────── id of the job in hand
                          _shared.started[slot] (Array) ◄────────────── its start, if timed
@@ -42,6 +44,12 @@ dies, that job gets ``WorkerCrashed`` (``TaskTimeout`` if the master killed it
 for overrunning) or runs again under ``retries``, and the others it held go
 back to the front of ``_pending``. A worker whose jobs pipe reports a hang-up
 knows the caller's process is gone, and exits.
+
+What jobs log travels the same results pipe, in ``LOGS`` frames written just
+before the outcomes they precede, and the master delivers them first: a
+job's events reach the caller's logging before its future resolves. Until a
+worker writes them they wait in shared memory (``_log_spills``), where the
+master finds them if the worker dies first (see ``_log_spill``).
 """
 
 from __future__ import annotations
