@@ -232,7 +232,10 @@ def test_nothing_is_lost_across_recycling(make_pool: Callable[..., minipool.Pool
         log_sink=events.append,
     ) as pool:
         assert list(pool.map(jobs.log_structlog, range(60), chunksize=1)) == list(range(60))
-        restarts = pool.stats.worker_restarts
+    # After shutdown: a worker that retires with its last job is replaced
+    # (and its replacement torn down) after the map has returned.
+    restarts = pool.stats.worker_restarts
+    assert restarts >= 60 // 3 - 2
     assert sorted(e["item"] for e in events if e["event"] == "job ran") == list(range(60))
     opened = [e for e in events if e["event"] == "opened"]
     closed = [e for e in events if e["event"] == "closed"]
