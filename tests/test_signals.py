@@ -51,7 +51,7 @@ def _gone(pid: int) -> bool:
     """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited between open and read
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
