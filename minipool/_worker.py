@@ -8,6 +8,10 @@ Outcomes are batched: they are written when the worker runs out of buffered
 frames (so an idle master hears back at once) or when the oldest unsent one is
 ``FLUSH_AFTER`` old (so a long chunk behind short ones does not hold their
 results back).
+
+What the worker logs travels on the same results pipe, written just before
+the outcomes (see ``_log_shipping``), so the caller sees a job's events before
+its result.
 """
 
 from __future__ import annotations
