@@ -15,6 +15,7 @@ below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 from collections import deque
@@ -197,24 +198,35 @@ class _MapRun:
     def _chunks(self) -> Generator[Iterable[Any], None, None]:
         try:
             while self._window:
-                chunk = self._next_finished()
+                receiver = self._next_done()
                 self.fill()
-                yield self._unpack(chunk) if chunk.errors else chunk.values
+                yield self._outcomes(receiver)
             if self._end_error is not None:
                 raise self._end_error
         finally:
             self._close()
 
-    def _next_finished(self) -> ChunkResult:
-        """The next chunk in input order, or in completion order for ``ordered=False``."""
+    def _next_done(self) -> ChunkReceiver:
+        """The next chunk to finish in input order, or in completion order for ``ordered=False``."""
         if self._done is None:
-            return self._window.popleft().future.result(self._time_left())
+            receiver = self._window.popleft()
+            with contextlib.suppress(CancelledError):  # _outcomes says what that gives
+                receiver.future.result(self._time_left())
+            return receiver
         try:
             future = self._done.get(timeout=self._time_left())
         except queue.Empty:
             raise FuturesTimeoutError() from None
-        self._window.remove(next(r for r in self._window if r.future is future))
-        return future.result()
+        receiver = next(r for r in self._window if r.future is future)
+        self._window.remove(receiver)
+        return receiver
+
+    def _outcomes(self, receiver: ChunkReceiver) -> Iterable[Any]:
+        if self._return_exceptions and _never_ran(receiver.future):
+            # stop() came before it ran: each job's outcome is its cancellation.
+            return [_stopped_job() for _ in range(receiver.size)]
+        chunk = receiver.future.result()
+        return self._unpack(chunk) if chunk.errors else chunk.values
 
     def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
         for position, value in enumerate(chunk.values):
@@ -282,6 +294,15 @@ def _tasks_for(
             failure.__cause__ = error
             receiver.deliver(position, [None], {0: failure}, 0.0)
     return tasks
+
+
+def _never_ran(future: Future[ChunkResult]) -> bool:
+    # Cancelled while queued, or (already sent to a worker) failed with CancelledError.
+    return future.cancelled() or isinstance(future.exception(), CancelledError)
+
+
+def _stopped_job() -> CancelledError:
+    return CancelledError("the pool was stopped before this job ran")
 
 
 def _stopped_map() -> CancelledError:

@@ -104,6 +104,13 @@ def block_until_released(started: str, release: str, value: Any = None) -> Any:
     return value
 
 
+def block_on_zero(started: str, release: str, x: int) -> int:
+    """``x``; item 0 first marks ``started`` and waits for the test to create ``release``."""
+    if x == 0:
+        block_until_released(started, release)
+    return x
+
+
 def write_marker(directory: str, name: str) -> str:
     """Leave ``directory/name`` behind as proof that this job ran."""
     Path(directory, name).touch()

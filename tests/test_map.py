@@ -7,11 +7,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FuturesTimeoutError
+from functools import partial
 from pathlib import Path
 
 import jobs
 import pytest
+from helpers import wait_for
 
 import minipool
 
@@ -179,3 +182,20 @@ def test_map_input_error_is_raised_in_order(make_pool: MakePool) -> None:
     assert [next(results) for _ in range(3)] == [0, 1, 4]
     with pytest.raises(KeyError, match="input broke"):
         next(results)
+
+
+def test_stop_under_a_map_with_return_exceptions(make_pool: MakePool, tmp_path: Path) -> None:
+    """After stop(), the finished results still come out, each job never run as CancelledError."""
+    pool = make_pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    job = partial(jobs.block_on_zero, str(started), str(release))
+    results = pool.map(job, range(100), chunksize=1, return_exceptions=True)
+    assert wait_for(started.exists, timeout=30)
+    pool.stop()
+    release.touch()
+    got: list[object] = []
+    with pytest.raises(CancelledError, match="rest of this map's input was not run"):
+        got.extend(results)
+    assert got[0] == 0
+    assert len(got) > 1
+    assert all(isinstance(outcome, CancelledError) for outcome in got[1:])
