@@ -2,4 +2,7 @@ import sys
 
 from ._cli import main
 
-sys.exit(main())
+# Guarded: spawn and forkserver workers import the main module again, as
+# __mp_main__, and must not start a second run.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import partial
-from itertools import chain, islice
+from itertools import chain, count, islice
 from typing import Any, cast
 
 from ._checks import check_seconds
@@ -55,7 +55,9 @@ def map_jobs(
     return_exceptions: bool,
     progress: bool,
     task_timeout: float | None,
+    positions: bool = False,
 ) -> Iterator[Any]:
+    """``Pool.map``; with ``positions``, each outcome comes as ``(input position, outcome)``."""
     if not callable(fn):
         raise TypeError(f"map() needs a callable as fn, got {fn!r}")
     if not iterables:
@@ -83,6 +85,7 @@ def map_jobs(
         return_exceptions,
         task_timeout=master.task_timeout if task_timeout is None else task_timeout,
         owner=owner,
+        positions=positions,
     )
     run.start(progress)
     return run.results()
@@ -105,6 +108,7 @@ class _MapRun:
         *,
         task_timeout: float | None,
         owner: object,
+        positions: bool,
     ) -> None:
         self._master = master
         # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
@@ -134,6 +138,8 @@ class _MapRun:
         # or the pool stopping under this map.
         self._end_error: BaseException | None = None
         self._bar: Any = None
+        self._positions = positions
+        self._pulled = 0  # inputs taken so far: the position of the next
 
     def start(self, progress: bool) -> None:
         if progress:
@@ -166,7 +172,8 @@ class _MapRun:
         return items
 
     def _submit(self, items: list[Any]) -> None:
-        receiver = ChunkReceiver(len(items))
+        receiver = ChunkReceiver(len(items), self._pulled)
+        self._pulled += len(items)
         receiver.future.add_done_callback(self._sizer.observe)
         if self._done is not None:
             receiver.future.add_done_callback(self._done.put)
@@ -222,11 +229,14 @@ class _MapRun:
         return receiver
 
     def _outcomes(self, receiver: ChunkReceiver) -> Iterable[Any]:
+        outcomes: Iterable[Any]
         if self._return_exceptions and _never_ran(receiver.future):
             # stop() came before it ran: each job's outcome is its cancellation.
-            return [_stopped_job() for _ in range(receiver.size)]
-        chunk = receiver.future.result()
-        return self._unpack(chunk) if chunk.errors else chunk.values
+            outcomes = [_stopped_job() for _ in range(receiver.size)]
+        else:
+            chunk = receiver.future.result()
+            outcomes = self._unpack(chunk) if chunk.errors else chunk.values
+        return zip(count(receiver.position), outcomes) if self._positions else outcomes
 
     def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
         for position, value in enumerate(chunk.values):

@@ -80,12 +80,13 @@ class ChunkResult(NamedTuple):
 class ChunkReceiver(_FutureReceiver):
     """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
 
-    __slots__ = ("_errors", "_remaining", "_seconds", "_values", "size")
+    __slots__ = ("_errors", "_remaining", "_seconds", "_values", "position", "size")
     future: Future[ChunkResult]
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, position: int) -> None:
         super().__init__(Future())
         self.size = size
+        self.position = position  # of its first job in the map's input
         self._values: list[Any] = [None] * size
         self._errors: dict[int, BaseException] = {}
         self._remaining = size

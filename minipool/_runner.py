@@ -1,0 +1,434 @@
+"""``python -m minipool run``: a function mapped over the records of an input, JSON lines out.
+
+    read_records (caller) ──► pool.map(run_record, ordered or not, positions) ──► workers
+      skips what --resume finds done                     run_record: decode, fn(value),
+                                                         encode the output line
+    LineWriter ◄── one write per chunk of outcomes ◄── a line, or the job's exception
+
+The caller only moves text: JSON is decoded and encoded in the workers. A
+job's exception comes back as an exception (so that ``--retries`` applies
+to it) and becomes its error line here. Ctrl-C or SIGTERM sets a flag: the
+input stops, the pool is stopped, the results already finished are written,
+and the run exits 130; a second signal kills the workers at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, TextIO
+
+from ._errors import RemoteTraceback
+from ._map import MapIterator, map_jobs
+from ._pool import Pool
+from ._progress import progress_bar
+from ._records import (
+    JSON_TEXT,
+    MALFORMED,
+    IndexSet,
+    LineWriter,
+    Record,
+    count_lines,
+    error_line,
+    finished_records,
+    input_format,
+    is_error_line,
+    read_records,
+    result_line,
+)
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+RUNNER = "minipool.runner"  # the logger name of the runner's own events
+
+
+class UsageError(Exception):
+    """A bad command line, target or input: exit 2 with this one-line message."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    target: str
+    input: str | None
+    format: str | None
+    output: str | None
+    workers: int | None
+    init: str | None
+    timeout: float | None
+    retries: int
+    resume: bool
+    resume_failed: bool
+    ordered: bool
+    log_file: str | None
+    log_format: str
+    log_level: str
+    progress: bool | None
+    start_method: str | None
+
+
+# ---- in the worker --------------------------------------------------------------------
+
+
+def run_record(fn: Callable[[Any], Any], record: Record) -> str:
+    """A job: the record's output line. The function's own exception propagates."""
+    index, line, kind, payload = record
+    if kind == MALFORMED:
+        return error_line(index, "MalformedRecord", f"line {line}: {payload}", "")
+    if kind == JSON_TEXT:
+        try:
+            payload = json.loads(payload)
+        except ValueError as error:
+            return error_line(index, "MalformedRecord", f"line {line}: not JSON: {error}", "")
+    result = fn(payload)
+    try:
+        return result_line(index, result)
+    except (TypeError, ValueError) as error:
+        message = (
+            f"the result of record {index} (a {type(result).__qualname__}) cannot be written "
+            f"as JSON: {error}. Return JSON values: dicts, lists, strings, numbers, booleans."
+        )
+        return error_line(index, "UnserializableResult", message, "")
+
+
+# ---- targets ------------------------------------------------------------------------
+
+
+def load_target(spec: str, option: str) -> Callable[..., Any]:
+    """``package.module:function`` or ``path/to/file.py:function``, imported."""
+    where, _, name = spec.rpartition(":")
+    if not where or not name:
+        raise UsageError(
+            f"{option} must look like package.module:function or path/to/file.py:function, "
+            f"got {spec!r}"
+        )
+    module = _import_file(where) if where.endswith(".py") else _import_module(where)
+    try:
+        target = functools.reduce(getattr, name.split("."), module)
+    except AttributeError:
+        raise UsageError(f"{option}: {where} has no {name!r}") from None
+    if not callable(target):
+        raise UsageError(f"{option}: {spec} is a {type(target).__name__}, not a function")
+    return target  # type: ignore[no-any-return]
+
+
+def _import_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and name.startswith(error.name):
+            raise UsageError(f"cannot import {name}: no module named {error.name!r}") from None
+        raise UsageError(f"importing {name} failed: {_one_line(error)}") from None
+    except Exception as error:
+        raise UsageError(f"importing {name} failed: {_one_line(error)}") from None
+
+
+def _import_file(path: str) -> Any:
+    """Import a file as a module named after it, with its directory first on sys.path.
+
+    As ``python path/to/file.py`` would, so that it can import its neighbours;
+    and workers, which share sys.path, import it by the same name.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    directory, stem = os.path.split(os.path.abspath(path[:-3]))
+    loaded = sys.modules.get(stem)
+    if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") != (
+        os.path.abspath(path)
+    ):
+        raise UsageError(f"{path} is named like the module {stem!r}; rename the file")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return _import_module(stem)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+# ---- the run --------------------------------------------------------------------------
+
+
+def run(options: RunOptions) -> int:
+    fn = load_target(options.target, "TARGET")
+    init = load_target(options.init, "--init") if options.init else None
+    done = _finished(options)
+    with _open_input(options.input) as stream, _output_fd(options, resuming=bool(done)) as fd:
+        fmt = input_format(options.input, options.format)
+        with _LogSink.open(options.log_file, options.log_format) as sink:
+            this_run = _Run(options, LineWriter(fd), sink, skipped=len(done))
+            return this_run.execute(fn, init, _unfinished(read_records(stream, fmt), done))
+
+
+def _finished(options: RunOptions) -> IndexSet:
+    if not (options.resume or options.resume_failed):
+        return IndexSet()
+    if options.output is None:
+        raise UsageError("--resume and --resume-failed need --output: the file to resume")
+    if not os.path.exists(options.output):
+        return IndexSet()
+    return finished_records(options.output, rerun_failed=options.resume_failed)
+
+
+def _unfinished(records: Iterator[Record], done: IndexSet) -> Iterator[Record]:
+    return records if not len(done) else (record for record in records if record[0] not in done)
+
+
+@contextlib.contextmanager
+def _open_input(path: str | None) -> Iterator[TextIO]:
+    if path is None or path == "-":
+        yield sys.stdin
+        return
+    try:
+        # newline="": the csv module does its own newline handling; the others split on "\n".
+        stream = open(path, encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+    except OSError as error:
+        raise UsageError(f"cannot read --input {path}: {error.strerror}") from None
+    with stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def _output_fd(options: RunOptions, resuming: bool) -> Iterator[int]:
+    if options.output is None:
+        sys.stdout.flush()
+        yield sys.stdout.fileno()
+        return
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resuming else os.O_TRUNC)
+    try:
+        fd = os.open(options.output, flags, 0o644)
+    except OSError as error:
+        raise UsageError(f"cannot write --output {options.output}: {error.strerror}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class _Run:
+    """One run: the pool, the outcomes written as they come, the counts, the interrupt."""
+
+    def __init__(self, options: RunOptions, writer: LineWriter, sink: _LogSink, skipped: int):
+        self.options = options
+        self.writer = writer
+        self.sink = sink
+        self.skipped = skipped
+        self.written = self.failed = 0
+        self.interrupted = False
+        self.signalled = threading.Event()  # set by the first SIGINT or SIGTERM, and at the end
+        self.indices: dict[int, int] = {}  # map position -> record index, while in flight
+
+    def execute(self, fn: Callable[..., Any], init: Callable[..., Any] | None, records: Any) -> int:
+        bar = self._progress_bar()
+        previous = self._catch_signals()
+        pool = None
+        try:
+            pool = Pool(
+                self.options.workers,
+                init=init,
+                start_method=self.options.start_method,
+                task_timeout=self.options.timeout,
+                retries=self.options.retries,
+                log_sink=self.sink,
+                log_level=self.options.log_level,
+            )
+            self._stop_when_signalled(pool)
+            self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
+            outcomes = map_jobs(
+                pool,
+                pool._master,
+                functools.partial(run_record, fn),
+                (self._feed(records),),
+                timeout=None,
+                chunksize=None,
+                ordered=self.options.ordered,
+                return_exceptions=True,
+                progress=False,
+                task_timeout=None,
+                positions=True,
+            )
+            self._write_all(outcomes, bar)
+            pool.shutdown()
+        except KeyboardInterrupt:  # the second signal: no more waiting
+            if pool is not None:
+                pool._master.kill_workers()
+                pool.shutdown(wait=True)
+            self.interrupted = True
+        finally:
+            _restore_signals(previous)
+            self.signalled.set()  # lets the stopping thread end
+            if bar is not None:
+                bar.close()
+        return self._finish()
+
+    def _stop_when_signalled(self, pool: Pool) -> None:
+        # stop() takes the master's lock, which the main thread may hold when
+        # a signal lands; so a thread calls it, not the signal handler.
+        def stop() -> None:
+            self.signalled.wait()
+            if self.interrupted:
+                pool.stop()  # jobs not started are cancelled; those in hand finish
+
+        threading.Thread(target=stop, name="minipool-runner-stop", daemon=True).start()
+
+    def _feed(self, records: Iterable[Record]) -> Iterator[Record]:
+        for position, record in enumerate(records):
+            if self.interrupted:
+                return  # the input ends here: nothing more is dispatched
+            self.indices[position] = record[0]
+            yield record
+
+    def _write_all(self, outcomes: Iterator[Any], bar: Any) -> None:
+        """Each chunk's lines in one write, as the chunk comes in."""
+        assert isinstance(outcomes, MapIterator)
+        try:
+            for chunk in outcomes.chunks:
+                lines = [line for line in map(self._line, chunk) if line is not None]
+                self.writer.write(lines)
+                self.written += len(lines)
+                if bar is not None:
+                    bar.update(len(lines))
+        except CancelledError:
+            pass  # the input left unread after stop(): --resume reads it
+
+    def _line(self, outcome: tuple[int, Any]) -> str | None:
+        position, value = outcome
+        index = self.indices.pop(position)
+        if isinstance(value, str):
+            self.failed += is_error_line(value)  # a record the worker could not read or write
+            return value
+        if isinstance(value, CancelledError):
+            return None  # never ran: no line, so --resume runs it
+        self.failed += 1
+        return _exception_line(index, value)
+
+    def _progress_bar(self) -> Any:
+        progress = self.options.progress
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if not progress:
+            return None
+        total = count_lines(self.options.input or "-")
+        if total is not None and input_format(self.options.input, self.options.format) == "csv":
+            total = max(0, total - 1)  # the header
+        bar = progress_bar(total)
+        bar.update(self.skipped)
+        return bar
+
+    def _catch_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only a flag: the main thread may hold a lock that stop() takes. The
+        # loop sees it at the next chunk; a second signal gives up on waiting.
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        self.signalled.set()
+
+    def _finish(self) -> int:
+        output = self.options.output or "the output"
+        self.sink.runner_event(
+            "run finished",
+            written=self.written,
+            failed=self.failed,
+            skipped=self.skipped,
+            interrupted=self.interrupted,
+        )
+        if self.interrupted:
+            print(
+                f"minipool: interrupted; {self.written} records written to {output}. Run the "
+                "same command with --resume to finish the rest.",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        if self.failed:
+            print(
+                f"minipool: {self.failed} of {self.written} records failed; their error lines "
+                f"are in {output} (--resume-failed runs them again).",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURES
+        return EXIT_OK
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler)
+
+
+def _exception_line(index: int, error: BaseException) -> str:
+    cause = error.__cause__
+    trace = cause.tb if isinstance(cause, RemoteTraceback) else ""
+    return error_line(index, type(error).__name__, str(error), trace)
+
+
+# ---- logs -------------------------------------------------------------------------------
+
+
+class _LogSink:
+    """Worker and runner events, to ``--log-file`` (or stderr) as JSON or console lines."""
+
+    def __init__(self, stream: TextIO, fmt: str, runner_events: bool) -> None:
+        self._stream = stream
+        # On stderr, only the jobs' own events: the runner's would crowd the
+        # one line a failed or interrupted run prints there.
+        self._runner_events = runner_events
+        self._render = _render_json if fmt == "json" else _render_console
+        self._lock = threading.Lock()  # events come from the pool's thread and this one
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: str | None, fmt: str) -> Iterator[_LogSink]:
+        if path is None:
+            yield cls(sys.stderr, fmt, runner_events=False)
+            return
+        try:
+            stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- closed below
+        except OSError as error:
+            raise UsageError(f"cannot write --log-file {path}: {error.strerror}") from None
+        with stream:
+            yield cls(stream, fmt, runner_events=True)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        line = self._render(event)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def runner_event(self, event: str, **fields: Any) -> None:
+        if self._runner_events:
+            stamp = time.time()
+            self({"event": event, "level": "info", "timestamp": stamp, "logger": RUNNER, **fields})
+
+
+def _render_json(event: dict[str, Any]) -> str:
+    return json.dumps(event, default=repr)
+
+
+def _render_console(event: dict[str, Any]) -> str:
+    fields = dict(event)
+    stamp = time.strftime("%H:%M:%S", time.localtime(fields.pop("timestamp", time.time())))
+    level = str(fields.pop("level", "info"))
+    text = str(fields.pop("event", ""))
+    exception = fields.pop("exception", None)
+    rest = " ".join(f"{key}={value!r}" for key, value in fields.items())
+    line = f"{stamp} [{level:<7}] {text} {rest}".rstrip()
+    return f"{line}\n{exception}" if exception else line
