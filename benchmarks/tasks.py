@@ -60,3 +60,8 @@ def install_queue_handler(queue: Any) -> None:
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
     root.setLevel(logging.INFO)
+
+
+def scale(record: dict[str, Any]) -> dict[str, Any]:
+    """A trivial record function for the runner benchmark."""
+    return {"id": record["id"], "value": record["value"] * 2}
