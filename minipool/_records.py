@@ -46,7 +46,13 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[Record]:
 
 def _line_records(stream: TextIO) -> Iterator[Record]:
     for index, line in enumerate(stream):
-        yield index, index + 1, VALUE, line[:-1] if line.endswith("\n") else line
+        yield index, index + 1, VALUE, _without_line_end(line)
+
+
+def _without_line_end(line: str) -> str:
+    if line.endswith("\r\n"):
+        return line[:-2]
+    return line[:-1] if line.endswith("\n") else line
 
 
 def _jsonl_records(stream: TextIO) -> Iterator[Record]:

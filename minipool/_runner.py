@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
-from ._errors import RemoteTraceback
+from ._errors import RemoteTraceback, WorkerCrashed
+from ._exits import HINT_AFTER_SECONDS
 from ._map import MapIterator, map_jobs
 from ._pool import Pool
 from ._progress import progress_bar
@@ -203,8 +204,7 @@ def _open_input(path: str | None) -> Iterator[TextIO]:
 @contextlib.contextmanager
 def _output_fd(options: RunOptions, resuming: bool) -> Iterator[int]:
     if options.output is None:
-        sys.stdout.flush()
-        yield sys.stdout.fileno()
+        yield from _stdout_for_lines_only()
         return
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resuming else os.O_TRUNC)
     try:
@@ -217,6 +217,23 @@ def _output_fd(options: RunOptions, resuming: bool) -> Iterator[int]:
         os.close(fd)
 
 
+def _stdout_for_lines_only() -> Iterator[int]:
+    """A descriptor for standard output, while fd 1 points at stderr.
+
+    Workers inherit fd 1: a job's ``print`` would land among the JSON lines.
+    It goes to stderr instead, and so does anything this process prints.
+    """
+    sys.stdout.flush()
+    lines = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield lines
+    finally:
+        sys.stdout.flush()
+        os.dup2(lines, 1)
+        os.close(lines)
+
+
 class _Run:
     """One run: the pool, the outcomes written as they come, the counts, the interrupt."""
 
@@ -226,8 +243,11 @@ class _Run:
         self.sink = sink
         self.skipped = skipped
         self.written = self.failed = 0
-        self.interrupted = False
-        self.signalled = threading.Event()  # set by the first SIGINT or SIGTERM, and at the end
+        self.signals = 0  # SIGINT and SIGTERM received
+        self.interrupted = False  # the first came: stop
+        self.abandoned = False  # the second came: kill the records in progress
+        # For the thread that acts on them (see _act_on_signals); all set at the end.
+        self.first_signal, self.second_signal, self.ended = (threading.Event() for _ in "abc")
         self.indices: dict[int, int] = {}  # map position -> record index, while in flight
 
     def execute(self, fn: Callable[..., Any], init: Callable[..., Any] | None, records: Any) -> int:
@@ -244,7 +264,7 @@ class _Run:
                 log_sink=self.sink,
                 log_level=self.options.log_level,
             )
-            self._stop_when_signalled(pool)
+            self._act_on_signals(pool)
             self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
             outcomes = map_jobs(
                 pool,
@@ -261,27 +281,44 @@ class _Run:
             )
             self._write_all(outcomes, bar)
             pool.shutdown()
-        except KeyboardInterrupt:  # the second signal: no more waiting
+        except KeyboardInterrupt:  # a third signal: stuck (reading a slow stdin, say)
             if pool is not None:
                 pool._master.kill_workers()
                 pool.shutdown(wait=True)
             self.interrupted = True
         finally:
             _restore_signals(previous)
-            self.signalled.set()  # lets the stopping thread end
+            for event in (self.ended, self.first_signal, self.second_signal):
+                event.set()  # lets the thread acting on signals end
             if bar is not None:
                 bar.close()
         return self._finish()
 
-    def _stop_when_signalled(self, pool: Pool) -> None:
-        # stop() takes the master's lock, which the main thread may hold when
-        # a signal lands; so a thread calls it, not the signal handler.
-        def stop() -> None:
-            self.signalled.wait()
-            if self.interrupted:
-                pool.stop()  # jobs not started are cancelled; those in hand finish
+    def _act_on_signals(self, pool: Pool) -> None:
+        """First signal: stop the pool; second: kill the records in progress.
 
-        threading.Thread(target=stop, name="minipool-runner-stop", daemon=True).start()
+        From a thread, not the signal handler: ``stop()`` takes the master's
+        lock, which the main thread may hold when a signal lands. The main
+        thread goes on writing whatever finishes; killed records get no line.
+        """
+
+        def act() -> None:
+            self.first_signal.wait()
+            if self.ended.is_set():
+                return
+            pool.stop()  # the rest is cancelled; the records in hand finish
+            if not self.second_signal.wait(HINT_AFTER_SECONDS):  # (also set at the end)
+                print(
+                    "minipool: stopping; the records in progress finish first "
+                    "(Ctrl-C again to abandon them)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.second_signal.wait()
+            if not self.ended.is_set():
+                pool._master.kill_workers()
+
+        threading.Thread(target=act, name="minipool-runner-signals", daemon=True).start()
 
     def _feed(self, records: Iterable[Record]) -> Iterator[Record]:
         for position, record in enumerate(records):
@@ -309,8 +346,10 @@ class _Run:
         if isinstance(value, str):
             self.failed += is_error_line(value)  # a record the worker could not read or write
             return value
-        if isinstance(value, CancelledError):
-            return None  # never ran: no line, so --resume runs it
+        if isinstance(value, CancelledError) or (
+            self.abandoned and isinstance(value, WorkerCrashed)
+        ):
+            return None  # never ran, or killed by a second Ctrl-C: --resume runs it
         self.failed += 1
         return _exception_line(index, value)
 
@@ -336,12 +375,15 @@ class _Run:
         return previous
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only a flag: the main thread may hold a lock that stop() takes. The
-        # loop sees it at the next chunk; a second signal gives up on waiting.
-        if self.interrupted:
+        self.signals += 1
+        if self.signals == 1:
+            self.interrupted = True
+            self.first_signal.set()
+        elif self.signals == 2:
+            self.abandoned = True
+            self.second_signal.set()
+        else:
             raise KeyboardInterrupt
-        self.interrupted = True
-        self.signalled.set()
 
     def _finish(self) -> int:
         output = self.options.output or "the output"

@@ -1,0 +1,669 @@
+"""``python -m minipool run``: the command-line runner, run as a real subprocess.
+
+Each test runs the runner in a fresh interpreter, in the test's tmp_path, on
+job functions from tests/runner_jobs.py (imported as ``runner_jobs:NAME``, with
+tests/ on PYTHONPATH) or from a file the test writes. Records are their own
+index, so the jobs' call log (``RUNNER_JOBS_DIR/calls``, one ``"index pid"``
+line per call) tells which records ran, and in which worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import wait_for
+
+TESTS_DIR = Path(__file__).resolve().parent
+# The most any one runner may take; a passing one takes well under a second or two.
+RUN_TIMEOUT = 30
+
+JSONL_TEXT = '1\n"two"\n\n  \n{"three": [3]}\nnull\n[4, "x"]'
+JSONL_RECORDS = [1, "two", {"three": [3]}, None, [4, "x"]]
+CSV_TEXT = 'name,n\na,1\n"b, c",2\n'
+CSV_RECORDS = [{"name": "a", "n": "1"}, {"name": "b, c", "n": "2"}]
+LINES_TEXT = 'alpha\n  beta \n\n{"x": 1}\ngamma'
+LINES_RECORDS = ["alpha", "  beta ", "", '{"x": 1}', "gamma"]
+
+
+# ---- running the runner ------------------------------------------------------------
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
+    env["RUNNER_JOBS_DIR"] = str(tmp_path)
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    """``python -m minipool run ARGS``, with 2 fork workers unless ARGS say otherwise."""
+    options = list(args)
+    if "--workers" not in options:
+        options += ["--workers", "2"]
+    if "--start-method" not in options:
+        options += ["--start-method", "fork"]
+    return [sys.executable, "-m", "minipool", "run", *options]
+
+
+def _run(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the runner to the end in ``tmp_path``; ``stdin`` is its standard input (else none)."""
+    feed: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run(
+        _command(*args),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        **feed,
+    )
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """Start the runner in a process group of its own, as a terminal would."""
+    return subprocess.Popen(
+        _command(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        start_new_session=True,
+    )
+
+
+def _stop(runner: subprocess.Popen[str]) -> None:
+    """SIGKILL the runner's whole group if it is still running, and reap it."""
+    if runner.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=RUN_TIMEOUT)
+
+
+# ---- inputs and outputs --------------------------------------------------------------
+
+
+def _write_indices(tmp_path: Path, count: int, name: str = "in.jsonl") -> Path:
+    """A jsonl input whose records are 0 .. count-1."""
+    path = tmp_path / name
+    path.write_text("".join(f"{i}\n" for i in range(count)))
+    return path
+
+
+def _parse(text: str) -> list[dict[str, Any]]:
+    """The runner's output lines: whole lines, each one JSON object, "index" first."""
+    assert text == "" or text.endswith("\n"), f"a partial last line: {text[-200:]!r}"
+    lines = []
+    for line in text.split("\n")[:-1]:
+        parsed = json.loads(line)
+        assert list(parsed) in (["index", "result"], ["index", "error"]), line
+        if "error" in parsed:
+            assert {"type", "message", "traceback"} <= set(parsed["error"]), line
+        lines.append(parsed)
+    return lines
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return _parse(path.read_text())
+
+
+def _ok(index: int, result: Any) -> dict[str, Any]:
+    return {"index": index, "result": result}
+
+
+def _newest(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The line that counts for each index: its last."""
+    return {line["index"]: line for line in lines}
+
+
+def _calls(tmp_path: Path) -> list[tuple[int, int]]:
+    """(record, worker pid) for each call the jobs logged, in the order they were logged."""
+    path = tmp_path / "calls"
+    if not path.exists():
+        return []
+    return [
+        (int(x), int(pid))
+        for x, pid in (line.split() for line in path.read_text().split("\n")[:-1])
+    ]
+
+
+def _line_count(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _stderr_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+# ---- inputs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "options", "records"),
+    [
+        ("data.jsonl", JSONL_TEXT, [], JSONL_RECORDS),
+        ("data.ndjson", JSONL_TEXT, [], JSONL_RECORDS),
+        ("data.json", JSONL_TEXT, [], JSONL_RECORDS),
+        ("data.csv", CSV_TEXT, [], CSV_RECORDS),
+        ("data.txt", LINES_TEXT, [], LINES_RECORDS),
+        ("data", LINES_TEXT, [], LINES_RECORDS),
+        ("data.txt", JSONL_TEXT, ["--format", "jsonl"], JSONL_RECORDS),
+        ("data.dat", CSV_TEXT, ["--format", "csv"], CSV_RECORDS),
+        ("data.jsonl", JSONL_TEXT, ["--format", "lines"], JSONL_TEXT.split("\n")),
+        ("crlf.txt", "a\r\nb\r\n", [], ["a", "b"]),
+    ],
+    ids=[
+        "jsonl",
+        "ndjson",
+        "json",
+        "csv",
+        "txt-lines",
+        "no-extension-lines",
+        "format-jsonl",
+        "format-csv",
+        "format-lines",
+        "crlf-lines",
+    ],
+)
+def test_each_format_from_a_file(
+    tmp_path: Path, name: str, text: str, options: list[str], records: list[Any]
+) -> None:
+    """jsonl (blank lines skipped), csv (dicts) and lines (no line ending), by extension or flag."""
+    (tmp_path / name).write_text(text)
+    done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl", *options)
+    assert done.returncode == 0, done.stderr
+    assert _read(tmp_path / "out.jsonl") == [_ok(i, r) for i, r in enumerate(records)]
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "text", "records"),
+    [
+        (["--input", "-"], LINES_TEXT, LINES_RECORDS),
+        ([], LINES_TEXT, LINES_RECORDS),
+        (["--format", "jsonl"], JSONL_TEXT, JSONL_RECORDS),
+    ],
+    ids=["input-dash", "no-input", "format-jsonl"],
+)
+def test_stdin_to_stdout(tmp_path: Path, options: list[str], text: str, records: list[Any]) -> None:
+    """No --input (or ``-``): records come from stdin, as lines unless told; out to stdout."""
+    done = _run(tmp_path, "runner_jobs:echo", *options, stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, r) for i, r in enumerate(records)]
+
+
+def test_jobs_printing_do_not_break_the_output(tmp_path: Path) -> None:
+    """A job that prints to stdout does not put its text among the JSON lines on stdout."""
+    done = _run(tmp_path, "runner_jobs:chatty", "--format", "jsonl", stdin="0\n1\n2\n")
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, i) for i in range(3)]
+
+
+# ---- failures ------------------------------------------------------------------------
+
+
+def test_failures_are_error_lines_and_exit_1(tmp_path: Path) -> None:
+    """Exceptions become error lines (type, message, worker traceback); one summary line; exit 1."""
+    _write_indices(tmp_path, 6)
+    done = _run(tmp_path, "runner_jobs:fail_on_odd", "--input", "in.jsonl", "--output", "out.jsonl")
+    assert done.returncode == 1, done.stderr
+    lines = _read(tmp_path / "out.jsonl")
+    assert [line["index"] for line in lines] == list(range(6))
+    for i, line in enumerate(lines):
+        if i % 2 == 0:
+            assert line == _ok(i, i * 10)
+            continue
+        error = line["error"]
+        assert (error["type"], error["message"]) == ("ValueError", f"odd: {i}")
+        assert "fail_on_odd" in error["traceback"]
+        assert f"ValueError: odd: {i}" in error["traceback"]
+    [summary] = _stderr_lines(done.stderr)
+    assert re.search(r"\b3\b", summary), summary
+    assert "out.jsonl" in summary
+    assert "--resume-failed" in summary
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "results", "malformed"),
+    [
+        ("in.jsonl", '1\n{"a": \n3\n\n[4\n5\n', {0: 1, 2: 3, 4: 5}, {1: 2, 3: 5}),
+        (
+            "in.csv",
+            "a,b\n1,2\n3\n4,5,6\n7,8\n",
+            {0: {"a": "1", "b": "2"}, 3: {"a": "7", "b": "8"}},
+            {1: 3, 2: 4},
+        ),
+    ],
+    ids=["jsonl", "csv"],
+)
+def test_malformed_records(
+    tmp_path: Path, name: str, text: str, results: dict[int, Any], malformed: dict[int, int]
+) -> None:
+    """A broken JSON line or a CSV row with the wrong field count: MalformedRecord, "line N: "."""
+    (tmp_path / name).write_text(text)
+    done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
+    assert done.returncode == 1, done.stderr
+    lines = _read(tmp_path / "out.jsonl")
+    assert [line["index"] for line in lines] == sorted([*results, *malformed])
+    for line in lines:
+        index = line["index"]
+        if index in results:
+            assert line == _ok(index, results[index])
+        else:
+            assert line["error"]["type"] == "MalformedRecord"
+            assert line["error"]["message"].startswith(f"line {malformed[index]}: "), line
+
+
+def test_unserializable_result(tmp_path: Path) -> None:
+    """A result json cannot encode is an UnserializableResult error; the others are results."""
+    _write_indices(tmp_path, 3)
+    done = _run(tmp_path, "runner_jobs:unserializable_on_1", "--input", "in.jsonl")
+    assert done.returncode == 1, done.stderr
+    lines = _parse(done.stdout)
+    assert lines[0] == _ok(0, 0) and lines[2] == _ok(2, 2)
+    assert lines[1]["index"] == 1 and lines[1]["error"]["type"] == "UnserializableResult"
+
+
+def test_worker_crash(tmp_path: Path) -> None:
+    """A record whose worker dies is a WorkerCrashed error; the others are results."""
+    _write_indices(tmp_path, 5)
+    done = _run(tmp_path, "runner_jobs:crash_on_2", "--input", "in.jsonl")
+    assert done.returncode == 1, done.stderr
+    lines = _parse(done.stdout)
+    assert [line["index"] for line in lines] == list(range(5))
+    assert lines[2]["error"]["type"] == "WorkerCrashed"
+    assert [line for line in lines if line["index"] != 2] == [_ok(i, i) for i in (0, 1, 3, 4)]
+
+
+def test_timeout(tmp_path: Path) -> None:
+    """--timeout: the record that runs too long is a TaskTimeout error; the others succeed."""
+    (tmp_path / "in.jsonl").write_text('0\n1\n"slow"\n3\n4\n')
+    done = _run(tmp_path, "runner_jobs:block_on_slow", "--input", "in.jsonl", "--timeout", "0.5")
+    assert done.returncode == 1, done.stderr
+    lines = _parse(done.stdout)
+    assert [line["index"] for line in lines] == list(range(5))
+    assert lines[2]["error"]["type"] == "TaskTimeout"
+    assert [line for line in lines if line["index"] != 2] == [_ok(i, i) for i in (0, 1, 3, 4)]
+
+
+def test_retries(tmp_path: Path) -> None:
+    """--retries 1: a record that fails once runs again and succeeds; exit 0."""
+    _write_indices(tmp_path, 4)
+    done = _run(tmp_path, "runner_jobs:fail_first_time", "--input", "in.jsonl", "--retries", "1")
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, i) for i in range(4)]
+    assert sorted(x for x, _ in _calls(tmp_path)) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+# ---- interruption and resume ---------------------------------------------------------
+
+SLOW_RECORDS = 200
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["SIGINT-to-group", "SIGTERM-to-runner"],
+)
+def test_signal_stops_the_run_and_resume_finishes_it(
+    tmp_path: Path, signum: int, to_group: bool
+) -> None:
+    """A signal mid-run: whole lines, one hint on stderr, exit 130; --resume runs only the rest."""
+    _write_indices(tmp_path, SLOW_RECORDS)
+    output = tmp_path / "out.jsonl"
+    args = ("runner_jobs:logged_slow", "--input", "in.jsonl", "--output", "out.jsonl")
+    runner = _start(tmp_path, *args)
+    try:
+        assert wait_for(lambda: _line_count(output) >= 10, timeout=20)
+        if to_group:
+            os.killpg(runner.pid, signum)
+        else:
+            os.kill(runner.pid, signum)
+        _, stderr = runner.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        _stop(runner)
+    assert runner.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    [hint] = _stderr_lines(stderr)
+    assert "--resume" in hint
+    first = _read(output)
+    finished = [line["index"] for line in first]
+    assert first == [_ok(i, i) for i in finished]  # no record was failed by the signal
+    assert len(set(finished)) == len(finished) < SLOW_RECORDS
+    calls_before = _calls(tmp_path)
+    workers = {pid for _, pid in calls_before}
+    assert wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
+
+    done = _run(tmp_path, *args, "--resume")
+    assert done.returncode == 0, done.stderr
+    lines = _read(output)
+    assert lines[: len(first)] == first
+    assert sorted(line["index"] for line in lines) == list(range(SLOW_RECORDS))
+    assert all(line == _ok(line["index"], line["index"]) for line in lines)
+    rerun = [x for x, _ in _calls(tmp_path)[len(calls_before) :]]
+    assert sorted(rerun) == sorted(set(range(SLOW_RECORDS)) - set(finished))
+
+
+def test_second_signal_stops_at_once(tmp_path: Path) -> None:
+    """A second SIGINT while a record hangs: exit 130 at once, finished lines kept, it resumes."""
+    _write_indices(tmp_path, 6)
+    output = tmp_path / "out.jsonl"
+    args = ("runner_jobs:first_waits_for_release", "--input", "in.jsonl", "--output", "out.jsonl")
+    runner = _start(tmp_path, *args, "--unordered")
+    try:
+        assert wait_for(lambda: _line_count(output) == 5, timeout=20)  # all but record 0
+        os.killpg(runner.pid, signal.SIGINT)
+        wait_for(lambda: runner.poll() is not None, timeout=0.5)  # the first one is handled
+        os.killpg(runner.pid, signal.SIGINT)
+        _, stderr = runner.communicate(timeout=5)  # well before record 0 would give up
+    finally:
+        _stop(runner)
+    assert runner.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    [hint] = _stderr_lines(stderr)
+    assert "--resume" in hint
+    assert sorted(line["index"] for line in _read(output)) == [1, 2, 3, 4, 5]
+    workers = {pid for _, pid in _calls(tmp_path)}
+    assert wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
+
+    (tmp_path / "release").touch()
+    calls_before = len(_calls(tmp_path))
+    done = _run(tmp_path, *args, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert [x for x, _ in _calls(tmp_path)[calls_before:]] == [0]
+    assert sorted(line["index"] for line in _read(output)) == list(range(6))
+
+
+def test_resume_failed_reruns_only_the_failures(tmp_path: Path) -> None:
+    """--resume-failed runs again exactly the records whose line is an error; then none."""
+    _write_indices(tmp_path, 10)
+    switch = tmp_path / "fail-switch"
+    switch.touch()
+    args = ("runner_jobs:fail_odd_while_switched", "--input", "in.jsonl", "--output", "out.jsonl")
+    first = _run(tmp_path, *args)
+    assert first.returncode == 1, first.stderr
+    switch.unlink()
+    calls_before = len(_calls(tmp_path))
+    assert calls_before == 10
+
+    second = _run(tmp_path, *args, "--resume-failed")
+    assert second.returncode == 0, second.stderr
+    assert sorted(x for x, _ in _calls(tmp_path)[calls_before:]) == [1, 3, 5, 7, 9]
+    assert _newest(_read(tmp_path / "out.jsonl")) == {i: _ok(i, i) for i in range(10)}
+
+    third = _run(tmp_path, *args, "--resume-failed")
+    assert third.returncode == 0, third.stderr
+    assert len(_calls(tmp_path)) == calls_before + 5
+
+
+def test_resume_failed_goes_by_the_newest_line(tmp_path: Path) -> None:
+    """An index's newest line decides: error-then-result is done, result-then-error runs again."""
+    _write_indices(tmp_path, 5)
+    error = {"type": "ValueError", "message": "earlier", "traceback": "..."}
+    written = [
+        {"index": 0, "error": error},
+        _ok(1, 1),
+        _ok(0, 0),
+        {"index": 1, "error": error},
+        _ok(2, 2),
+        {"index": 3, "error": error},
+    ]
+    (tmp_path / "out.jsonl").write_text("".join(json.dumps(line) + "\n" for line in written))
+    done = _run(
+        tmp_path,
+        "runner_jobs:logged",
+        "--input",
+        "in.jsonl",
+        "--output",
+        "out.jsonl",
+        "--resume-failed",
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(x for x, _ in _calls(tmp_path)) == [1, 3, 4]
+    lines = _read(tmp_path / "out.jsonl")
+    assert lines[: len(written)] == written
+    assert _newest(lines) == {i: _ok(i, i) for i in range(5)}
+
+
+def test_resume_of_a_complete_output_runs_nothing(tmp_path: Path) -> None:
+    """--resume when every index has a line: no call, the output unchanged, exit 0."""
+    _write_indices(tmp_path, 5)
+    args = ("runner_jobs:logged", "--input", "in.jsonl", "--output", "out.jsonl")
+    assert _run(tmp_path, *args).returncode == 0
+    before = (tmp_path / "out.jsonl").read_text()
+    calls = _calls(tmp_path)
+    done = _run(tmp_path, *args, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.jsonl").read_text() == before
+    assert _calls(tmp_path) == calls
+
+
+# ---- options -------------------------------------------------------------------------
+
+
+def test_unordered_output_has_every_index_once(tmp_path: Path) -> None:
+    """--unordered: every index exactly once, each with its own result."""
+    _write_indices(tmp_path, 30)
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", "--unordered")
+    assert done.returncode == 0, done.stderr
+    lines = _parse(done.stdout)
+    assert sorted(line["index"] for line in lines) == list(range(30))
+    assert all(line == _ok(line["index"], line["index"]) for line in lines)
+
+
+@pytest.mark.parametrize(("init", "base"), [("init_generator", 1000), ("init_plain", 2000)])
+def test_init_state_reaches_the_function(tmp_path: Path, init: str, base: int) -> None:
+    """--init's value is worker_state() in the job; a generator's teardown runs in each worker."""
+    _write_indices(tmp_path, 6)
+    done = _run(
+        tmp_path, "runner_jobs:add_base", "--input", "in.jsonl", "--init", f"runner_jobs:{init}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, base + i) for i in range(6)]
+    if init == "init_generator":
+        inits = {path.name.split("-")[1] for path in tmp_path.glob("init-*")}
+        teardowns = {path.name.split("-")[1] for path in tmp_path.glob("teardown-*")}
+        assert inits and teardowns == inits
+
+
+FILE_JOBS = textwrap.dedent(
+    """
+    import minipool
+
+    OFFSET = 1
+
+
+    def init():
+        yield 100
+
+
+    def _helper(x):
+        return 3 * x + OFFSET
+
+
+    def triple(x):
+        return _helper(x) + minipool.worker_state()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("start_method", "absolute"),
+    [("fork", False), ("spawn", False), ("forkserver", False), ("fork", True)],
+)
+def test_file_path_targets(tmp_path: Path, start_method: str, absolute: bool) -> None:
+    """``path/to/file.py:func`` works for the function and --init, under every start method."""
+    jobs = tmp_path / "scripts" / "file_jobs.py"
+    jobs.parent.mkdir()
+    jobs.write_text(FILE_JOBS)
+    path = str(jobs) if absolute else "scripts/file_jobs.py"
+    _write_indices(tmp_path, 4)
+    done = _run(
+        tmp_path,
+        f"{path}:triple",
+        "--init",
+        f"{path}:init",
+        "--input",
+        "in.jsonl",
+        "--start-method",
+        start_method,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, 3 * i + 101) for i in range(4)]
+
+
+def test_json_log_file(tmp_path: Path) -> None:
+    """--log-format json: one event per get_logger and logging call, from the worker that ran it."""
+    _write_indices(tmp_path, 6)
+    done = _run(
+        tmp_path,
+        "runner_jobs:log_each",
+        "--input",
+        "in.jsonl",
+        "--output",
+        "out.jsonl",
+        "--log-file",
+        "log.jsonl",
+        "--log-format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    ran_in = dict(_calls(tmp_path))
+    structured = [event for event in events if event.get("event") == "record done"]
+    assert sorted(event["record"] for event in structured) == list(range(6))
+    for event in structured:
+        assert {"level", "worker_id", "pid", "job_id"} <= set(event), event
+        assert event["level"] == "info"
+        assert event["pid"] == ran_in[event["record"]] != os.getpid()
+    stdlib = [event for event in events if str(event.get("event")).startswith("stdlib record")]
+    assert sorted(event["event"] for event in stdlib) == [f"stdlib record {i}" for i in range(6)]
+    assert all({"worker_id", "pid"} <= set(event) for event in stdlib)
+
+
+def test_log_level_and_console_format(tmp_path: Path) -> None:
+    """--log-level warning drops the jobs' info events; --log-format console is not JSON."""
+    _write_indices(tmp_path, 3)
+    args = ("runner_jobs:log_each", "--input", "in.jsonl", "--output", "out.jsonl")
+    quiet = _run(tmp_path, *args, "--log-file", "quiet.log", "--log-level", "warning")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "record done" not in (tmp_path / "quiet.log").read_text()
+    console = _run(tmp_path, *args, "--log-file", "console.log", "--log-format", "console")
+    assert console.returncode == 0, console.stderr
+    lines = [line for line in (tmp_path / "console.log").read_text().splitlines() if line]
+    done_lines = [line for line in lines if "record done" in line]
+    assert len(done_lines) == 3
+    assert not any(line.lstrip().startswith("{") for line in done_lines)
+
+
+@pytest.mark.parametrize("flag", ["--progress", "--no-progress", None])
+def test_progress_bar(tmp_path: Path, flag: str | None) -> None:
+    """--progress draws a tqdm bar on stderr; --no-progress, or stderr not a terminal, does not."""
+    _write_indices(tmp_path, 5)
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", *filter(None, [flag]))
+    assert done.returncode == 0, done.stderr
+    assert _parse(done.stdout) == [_ok(i, i) for i in range(5)]
+    drew = re.search(r"\[\d\d:\d\d[<,]", done.stderr) is not None  # tqdm's "[00:00<00:00"
+    assert drew == (flag == "--progress"), done.stderr
+
+
+# ---- usage -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["no_such_module_xyz:f"], "no_such_module_xyz"),
+        (["missing_file.py:f"], "missing_file.py"),
+        (["broken.py:f"], "no_such_dependency_xyz"),
+        (["runner_jobs:no_such_function"], "no_such_function"),
+        (["runner_jobs:NOT_CALLABLE"], "NOT_CALLABLE"),
+        (["runner_jobs"], None),
+        (["runner_jobs:echo", "--init", "runner_jobs:no_such_init"], "no_such_init"),
+        (["runner_jobs:echo", "--input", "nope.jsonl"], "nope.jsonl"),
+        (["runner_jobs:echo", "--resume"], "--output"),
+        (["runner_jobs:echo", "--output", "o.jsonl", "--resume", "--resume-failed"], None),
+        (["runner_jobs:echo", "--workers", "0"], "--workers"),
+        (["runner_jobs:echo", "--format", "xml"], "--format"),
+        (["runner_jobs:echo", "--timeout", "-1"], "--timeout"),
+        (["runner_jobs:echo", "--retries", "-1"], "--retries"),
+        (["runner_jobs:echo", "--log-format", "xml"], "--log-format"),
+        (["runner_jobs:echo", "--log-level", "chatty"], "--log-level"),
+        (["runner_jobs:echo", "--start-method", "teleport"], "--start-method"),
+    ],
+)
+def test_usage_errors(tmp_path: Path, args: list[str], mentions: str | None) -> None:
+    """A bad target, input or option: exit 2, a short message on stderr, no traceback."""
+    _write_indices(tmp_path, 2)
+    (tmp_path / "broken.py").write_text("import no_such_dependency_xyz\n\n\ndef f(x):\n    pass\n")
+    if "--input" not in args:
+        args = [*args, "--input", "in.jsonl"]
+    done = _run(tmp_path, *args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("minipool: error:") or (
+        done.stderr.startswith("usage:") and "error:" in done.stderr
+    ), done.stderr
+    if mentions is not None:
+        assert mentions in done.stderr
+    assert done.stdout == ""
+
+
+def test_cluster_is_not_available_yet(tmp_path: Path) -> None:
+    """--cluster is accepted, but until the Dask backend exists it exits 2 saying so."""
+    _write_indices(tmp_path, 2)
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", "--cluster", "tcp://x:1")
+    assert done.returncode == 2, done.stderr
+    assert "not available" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_carries_the_security_note(tmp_path: Path) -> None:
+    """``run --help`` says the runner imports and runs the code it is given and reads no pickles."""
+    done = subprocess.run(
+        [sys.executable, "-m", "minipool", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split()).lower()
+    assert "usage:" in text
+    assert "import" in text and "pickle" in text
+
+
+def test_no_arguments_prints_usage(tmp_path: Path) -> None:
+    """``python -m minipool`` alone prints usage naming the run command."""
+    done = subprocess.run(
+        [sys.executable, "-m", "minipool"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode in (0, 2)
+    assert "usage:" in (done.stdout + done.stderr).lower()
+    assert "run" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
