@@ -9,7 +9,8 @@ import sys
 from . import __version__
 from ._logging import check_log_level
 from ._records import FORMATS
-from ._runner import EXIT_OK, EXIT_USAGE, RunOptions, UsageError, run
+from ._runner import EXIT_OK, EXIT_USAGE, RunOptions, run
+from ._targets import UsageError
 
 SECURITY = (
     "The runner imports and runs the code it is pointed at, as `python -m` does: run "

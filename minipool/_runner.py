@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import json
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -48,16 +46,13 @@ from ._records import (
     read_records,
     result_line,
 )
+from ._run_logs import LogSink
+from ._targets import UsageError, load_target
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-RUNNER = "minipool.runner"  # the logger name of the runner's own events
-
-
-class UsageError(Exception):
-    """A bad command line, target or input: exit 2 with this one-line message."""
 
 
 @dataclass(frozen=True)
@@ -104,61 +99,6 @@ def run_record(fn: Callable[[Any], Any], record: Record) -> str:
         return error_line(index, "UnserializableResult", message, "")
 
 
-# ---- targets ------------------------------------------------------------------------
-
-
-def load_target(spec: str, option: str) -> Callable[..., Any]:
-    """``package.module:function`` or ``path/to/file.py:function``, imported."""
-    where, _, name = spec.rpartition(":")
-    if not where or not name:
-        raise UsageError(
-            f"{option} must look like package.module:function or path/to/file.py:function, "
-            f"got {spec!r}"
-        )
-    module = _import_file(where) if where.endswith(".py") else _import_module(where)
-    try:
-        target = functools.reduce(getattr, name.split("."), module)
-    except AttributeError:
-        raise UsageError(f"{option}: {where} has no {name!r}") from None
-    if not callable(target):
-        raise UsageError(f"{option}: {spec} is a {type(target).__name__}, not a function")
-    return target  # type: ignore[no-any-return]
-
-
-def _import_module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name and name.startswith(error.name):
-            raise UsageError(f"cannot import {name}: no module named {error.name!r}") from None
-        raise UsageError(f"importing {name} failed: {_one_line(error)}") from None
-    except Exception as error:
-        raise UsageError(f"importing {name} failed: {_one_line(error)}") from None
-
-
-def _import_file(path: str) -> Any:
-    """Import a file as a module named after it, with its directory first on sys.path.
-
-    As ``python path/to/file.py`` would, so that it can import its neighbours;
-    and workers, which share sys.path, import it by the same name.
-    """
-    if not os.path.isfile(path):
-        raise UsageError(f"no such file: {path}")
-    directory, stem = os.path.split(os.path.abspath(path[:-3]))
-    loaded = sys.modules.get(stem)
-    if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") != (
-        os.path.abspath(path)
-    ):
-        raise UsageError(f"{path} is named like the module {stem!r}; rename the file")
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    return _import_module(stem)
-
-
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0]
-
-
 # ---- the run --------------------------------------------------------------------------
 
 
@@ -168,7 +108,7 @@ def run(options: RunOptions) -> int:
     done = _finished(options)
     with _open_input(options.input) as stream, _output_fd(options, resuming=bool(done)) as fd:
         fmt = input_format(options.input, options.format)
-        with _LogSink.open(options.log_file, options.log_format) as sink:
+        with LogSink.open(options.log_file, options.log_format) as sink:
             this_run = _Run(options, LineWriter(fd), sink, skipped=len(done))
             return this_run.execute(fn, init, _unfinished(read_records(stream, fmt), done))
 
@@ -237,7 +177,7 @@ def _stdout_for_lines_only() -> Iterator[int]:
 class _Run:
     """One run: the pool, the outcomes written as they come, the counts, the interrupt."""
 
-    def __init__(self, options: RunOptions, writer: LineWriter, sink: _LogSink, skipped: int):
+    def __init__(self, options: RunOptions, writer: LineWriter, sink: LogSink, skipped: int):
         self.options = options
         self.writer = writer
         self.sink = sink
@@ -420,57 +360,3 @@ def _exception_line(index: int, error: BaseException) -> str:
     cause = error.__cause__
     trace = cause.tb if isinstance(cause, RemoteTraceback) else ""
     return error_line(index, type(error).__name__, str(error), trace)
-
-
-# ---- logs -------------------------------------------------------------------------------
-
-
-class _LogSink:
-    """Worker and runner events, to ``--log-file`` (or stderr) as JSON or console lines."""
-
-    def __init__(self, stream: TextIO, fmt: str, runner_events: bool) -> None:
-        self._stream = stream
-        # On stderr, only the jobs' own events: the runner's would crowd the
-        # one line a failed or interrupted run prints there.
-        self._runner_events = runner_events
-        self._render = _render_json if fmt == "json" else _render_console
-        self._lock = threading.Lock()  # events come from the pool's thread and this one
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(cls, path: str | None, fmt: str) -> Iterator[_LogSink]:
-        if path is None:
-            yield cls(sys.stderr, fmt, runner_events=False)
-            return
-        try:
-            stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- closed below
-        except OSError as error:
-            raise UsageError(f"cannot write --log-file {path}: {error.strerror}") from None
-        with stream:
-            yield cls(stream, fmt, runner_events=True)
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        line = self._render(event)
-        with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-
-    def runner_event(self, event: str, **fields: Any) -> None:
-        if self._runner_events:
-            stamp = time.time()
-            self({"event": event, "level": "info", "timestamp": stamp, "logger": RUNNER, **fields})
-
-
-def _render_json(event: dict[str, Any]) -> str:
-    return json.dumps(event, default=repr)
-
-
-def _render_console(event: dict[str, Any]) -> str:
-    fields = dict(event)
-    stamp = time.strftime("%H:%M:%S", time.localtime(fields.pop("timestamp", time.time())))
-    level = str(fields.pop("level", "info"))
-    text = str(fields.pop("event", ""))
-    exception = fields.pop("exception", None)
-    rest = " ".join(f"{key}={value!r}" for key, value in fields.items())
-    line = f"{stamp} [{level:<7}] {text} {rest}".rstrip()
-    return f"{line}\n{exception}" if exception else line
