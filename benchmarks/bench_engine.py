@@ -440,16 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.append({"workers": workers, "metrics": [metric.to_json() for metric in metrics]})
     report.print_summary(summary)
     if args.json:
-        write_json(args.json, {"machine": facts, "runs": runs})
+        report.write_json(args.json, {"machine": facts, "runs": runs})
     errors = any(row["errors"] for run in runs for m in run["metrics"] for row in m["rows"])
     return 1 if errors else 0
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as out:
-        json.dump(data, out, indent=2)
-    print(f"\nraw numbers written to {path}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ turns within each round, in an order that rotates from round to round.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import logging.handlers
 import multiprocessing
@@ -186,22 +185,7 @@ def measure(args: argparse.Namespace) -> Metric:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per sample (20000)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
-    parser.add_argument(
-        "--start-method",
-        default="fork",
-        choices=multiprocessing.get_all_start_methods(),
-        help="start method for every engine (default: fork)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const=os.path.join(HERE, "results", "logs.json"),
-        default=None,
-        metavar="OUT",
-        help="write raw numbers as JSON (default path: benchmarks/results/logs.json)",
-    )
+    report.add_run_options(parser, rounds=5, json_name="logs.json")
     args = parser.parse_args(argv)
     if min(args.jobs, args.workers, args.rounds) < 1:
         parser.error("--jobs, --workers and --rounds must be at least 1")
@@ -212,14 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     facts = report.machine_facts(HERE, args.start_method, [args.workers], args.rounds)
     report.print_header(facts)
-    metric = measure(args)
-    report.print_metric(metric)
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as out:
-            json.dump({"machine": facts, "metrics": [metric.to_json()]}, out, indent=2)
-        print(f"\nraw numbers written to {args.json}")
-    return 1 if any(row.errors for row in metric.rows) else 0
+    return report.finish(args.json, facts, [measure(args)])
 
 
 if __name__ == "__main__":

@@ -15,15 +15,12 @@ to do, in seconds, and run no record.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -163,22 +160,7 @@ def measure(args: argparse.Namespace, workdir: str) -> list[Metric]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="JSON lines (1000000)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (3)")
-    parser.add_argument(
-        "--start-method",
-        default="fork",
-        choices=multiprocessing.get_all_start_methods(),
-        help="the runner's start method (default: fork)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const=os.path.join(HERE, "results", "runner.json"),
-        default=None,
-        metavar="OUT",
-        help="write raw numbers as JSON (default path: benchmarks/results/runner.json)",
-    )
+    report.add_run_options(parser, rounds=3, json_name="runner.json")
     args = parser.parse_args(argv)
     if min(args.records, args.workers, args.rounds) < 1:
         parser.error("--records, --workers and --rounds must be at least 1")
@@ -191,15 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     report.print_header(facts)
     with tempfile.TemporaryDirectory(prefix="minipool-bench-runner-") as workdir:
         metrics = measure(args, workdir)
-    for metric in metrics:
-        report.print_metric(metric)
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        data: dict[str, Any] = {"machine": facts, "metrics": [m.to_json() for m in metrics]}
-        with open(args.json, "w") as out:
-            json.dump(data, out, indent=2)
-        print(f"\nraw numbers written to {args.json}")
-    return 1 if any(row.errors for metric in metrics for row in metric.rows) else 0
+    return report.finish(args.json, facts, metrics)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ that ratio or by its absolute figure. Also the run's header: machine facts.
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -250,3 +253,44 @@ def print_header(facts: dict[str, Any]) -> None:
         f"rounds {facts['rounds']}, engine order rotating each round"
     )
     print("  engines: " + ", ".join(f"{key} = {name}" for key, name in NAMES.items()))
+
+
+# ---- the command line of the one-table benchmarks (bench_logs, bench_runner) -------
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, rounds: int, json_name: str) -> None:
+    """``--workers``, ``--rounds``, ``--start-method`` and ``--json``."""
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds ({rounds})")
+    parser.add_argument(
+        "--start-method",
+        default="fork",
+        choices=multiprocessing.get_all_start_methods(),
+        help="start method for every engine (default: fork)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const=os.path.join(RESULTS, json_name),
+        default=None,
+        metavar="OUT",
+        help=f"write raw numbers as JSON (default path: benchmarks/results/{json_name})",
+    )
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as out:
+        json.dump(data, out, indent=2)
+    print(f"\nraw numbers written to {path}")
+
+
+def finish(json_path: str | None, facts: dict[str, Any], metrics: list[Metric]) -> int:
+    """Print the tables, write the JSON if asked; 1 if any sample failed."""
+    for metric in metrics:
+        print_metric(metric)
+    if json_path:
+        write_json(json_path, {"machine": facts, "metrics": [m.to_json() for m in metrics]})
+    return 1 if any(row.errors for metric in metrics for row in metric.rows) else 0

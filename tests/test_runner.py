@@ -284,25 +284,24 @@ def test_unserializable_result(tmp_path: Path) -> None:
     assert lines[1]["index"] == 1 and lines[1]["error"]["type"] == "UnserializableResult"
 
 
-def test_worker_crash(tmp_path: Path) -> None:
-    """A record whose worker dies is a WorkerCrashed error; the others are results."""
-    _write_indices(tmp_path, 5)
-    done = _run(tmp_path, "runner_jobs:crash_on_2", "--input", "in.jsonl")
+@pytest.mark.parametrize(
+    ("job", "records", "options", "error_type"),
+    [
+        ("runner_jobs:crash_on_2", "0\n1\n2\n3\n4\n", (), "WorkerCrashed"),
+        ("runner_jobs:block_on_slow", '0\n1\n"slow"\n3\n4\n', ("--timeout", "0.5"), "TaskTimeout"),
+    ],
+    ids=["worker-crash", "timeout"],
+)
+def test_one_record_fails_alone(
+    tmp_path: Path, job: str, records: str, options: tuple[str, ...], error_type: str
+) -> None:
+    """Record 2 kills its worker, or runs past --timeout: it alone gets that error line."""
+    (tmp_path / "in.jsonl").write_text(records)
+    done = _run(tmp_path, job, "--input", "in.jsonl", *options)
     assert done.returncode == 1, done.stderr
     lines = _parse(done.stdout)
     assert [line["index"] for line in lines] == list(range(5))
-    assert lines[2]["error"]["type"] == "WorkerCrashed"
-    assert [line for line in lines if line["index"] != 2] == [_ok(i, i) for i in (0, 1, 3, 4)]
-
-
-def test_timeout(tmp_path: Path) -> None:
-    """--timeout: the record that runs too long is a TaskTimeout error; the others succeed."""
-    (tmp_path / "in.jsonl").write_text('0\n1\n"slow"\n3\n4\n')
-    done = _run(tmp_path, "runner_jobs:block_on_slow", "--input", "in.jsonl", "--timeout", "0.5")
-    assert done.returncode == 1, done.stderr
-    lines = _parse(done.stdout)
-    assert [line["index"] for line in lines] == list(range(5))
-    assert lines[2]["error"]["type"] == "TaskTimeout"
+    assert lines[2]["error"]["type"] == error_type
     assert [line for line in lines if line["index"] != 2] == [_ok(i, i) for i in (0, 1, 3, 4)]
 
 
