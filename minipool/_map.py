@@ -15,8 +15,8 @@ below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
 
 from __future__ import annotations
 
-import contextlib
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -133,6 +133,8 @@ class _MapRun:
         self._done: queue.SimpleQueue[Future[ChunkResult]] | None = (
             None if ordered else queue.SimpleQueue()
         )
+        # Set whenever a chunk of an ordered map finishes (see _wait_for_head).
+        self._progress = threading.Event()
         self._exhausted = False
         # Raised once every result before it is out: the input's own error,
         # or the pool stopping under this map.
@@ -177,6 +179,8 @@ class _MapRun:
         receiver.future.add_done_callback(self._sizer.observe)
         if self._done is not None:
             receiver.future.add_done_callback(self._done.put)
+        else:
+            receiver.future.add_done_callback(self._chunk_finished)
         if self._bar is not None:
             receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
         first = self._master.reserve_job_ids(len(items))
@@ -195,6 +199,9 @@ class _MapRun:
             self._end_error = _stopped_map() if self._master.stop_requested else refusal
             return
         self._window.append(receiver)
+
+    def _chunk_finished(self, _: Future[ChunkResult]) -> None:
+        self._progress.set()
 
     def results(self) -> MapIterator:
         chunks = self._chunks()
@@ -216,10 +223,8 @@ class _MapRun:
     def _next_done(self) -> ChunkReceiver:
         """The next chunk to finish in input order, or in completion order for ``ordered=False``."""
         if self._done is None:
-            receiver = self._window.popleft()
-            with contextlib.suppress(CancelledError):  # _outcomes says what that gives
-                receiver.future.result(self._time_left())
-            return receiver
+            self._wait_for_head()
+            return self._window.popleft()
         try:
             future = self._done.get(timeout=self._time_left())
         except queue.Empty:
@@ -227,6 +232,20 @@ class _MapRun:
         receiver = next(r for r in self._window if r.future is future)
         self._window.remove(receiver)
         return receiver
+
+    def _wait_for_head(self) -> None:
+        """Wait for the oldest chunk; while it runs, refill as others finish.
+
+        Otherwise one slow job at the head of an ordered map would leave every
+        other worker idle once its own chunks were done. The window still caps
+        how many finished chunks wait behind the head.
+        """
+        head = self._window[0].future
+        while not head.done():
+            if not self._progress.wait(self._time_left()):
+                raise FuturesTimeoutError()
+            self._progress.clear()  # then done() is checked again: no wakeup is lost
+            self.fill()
 
     def _outcomes(self, receiver: ChunkReceiver) -> Iterable[Any]:
         outcomes: Iterable[Any]

@@ -111,6 +111,15 @@ def block_on_zero(started: str, release: str, x: int) -> int:
     return x
 
 
+def block_on_zero_or_mark(started: str, release: str, directory: str, x: int) -> int:
+    """``x``; item 0 waits for the test to create ``release``, the others leave a marker."""
+    if x == 0:
+        block_until_released(started, release)
+    else:
+        Path(directory, str(x)).touch()
+    return x
+
+
 def write_marker(directory: str, name: str) -> str:
     """Leave ``directory/name`` behind as proof that this job ran."""
     Path(directory, name).touch()

@@ -199,3 +199,23 @@ def test_stop_under_a_map_with_return_exceptions(make_pool: MakePool, tmp_path: 
     assert got[0] == 0
     assert len(got) > 1
     assert all(isinstance(outcome, CancelledError) for outcome in got[1:])
+
+
+def test_a_slow_head_does_not_idle_the_other_workers(make_pool: MakePool, tmp_path: Path) -> None:
+    """An ordered map whose first job hangs keeps the other worker busy with the jobs behind it.
+
+    (Not all of them: one chunk may already wait in the busy worker's queue.)
+    """
+    pool = make_pool(2)
+    started, release, markers = tmp_path / "started", tmp_path / "release", tmp_path / "done"
+    markers.mkdir()
+    job = partial(jobs.block_on_zero_or_mark, str(started), str(release), str(markers))
+    results = pool.map(job, range(40))
+    first = threading.Thread(target=next, args=(results,), daemon=True)  # waits on job 0
+    first.start()
+    try:
+        assert wait_for(lambda: len(list(markers.iterdir())) >= 10, timeout=15)
+    finally:
+        release.touch()
+        first.join(timeout=30)
+    assert list(results) == list(range(1, 40))
