@@ -54,6 +54,11 @@ LAZY_CHUNKSIZE = 1_000
 # future each (~2 kB): 200,000 items take ~430 MB and ~18 s, so it runs
 # once, on a tenth of the input.
 LAZY_PPE_DEFAULT_ITEMS = 200_000
+CPU_JOBS = 400
+CPU_JOB_SECONDS = 0.005
+SKEWED_LONG_JOBS = 20
+SKEWED_SHORT_JOBS = 380
+SKEWED_SECONDS = (0.040, 0.001)
 # A hang is a finding, not a reason to sit forever: dump every thread's stack and exit.
 WATCHDOG_SECONDS = 300
 CHILD_TIMEOUT_SECONDS = 300
@@ -87,8 +92,9 @@ def watchdog() -> Iterator[None]:
 
 def run_rounds(config: Config, cases: list[Case]) -> None:
     """Each round, each engine in turn: a fresh pool, warmed up, runs that engine's cases."""
+    in_cases = tuple(dict.fromkeys(case.row.engine for case in cases))
     for round_index in range(config.rounds):
-        for engine in engines.rotated(round_index):
+        for engine in engines.rotated(round_index, in_cases):
             mine = [case for case in cases if case.row.engine == engine]
             if mine:
                 run_engine_cases(config, engine, mine)
@@ -97,7 +103,7 @@ def run_rounds(config: Config, cases: list[Case]) -> None:
 def run_engine_cases(config: Config, engine: str, cases: list[Case]) -> None:
     try:
         with watchdog(), engines.open_pool(engine, config.workers, config.start_method) as pool:
-            engines.warm_up(pool, config.workers)
+            engines.warm_up(engine, pool, config.workers)
             for case in cases:
                 gc.collect()
                 try:
@@ -370,11 +376,125 @@ def lazy_metrics(rows: dict[str, list[Row]]) -> list[Metric]:
     ]
 
 
+# ---- cpu_bound and skewed: every engine, peers included -------------------------------
+
+
+def calibrated_iterations(seconds: float) -> int:
+    """How many ``tasks.spin`` steps take ``seconds`` here, in this process."""
+    probe = 200_000
+    took = min(_timed(tasks.spin, probe) for _ in range(3))
+    return max(1, int(probe * seconds / took))
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    start = perf_counter()
+    fn(*args)
+    return perf_counter() - start
+
+
+def all_engines() -> tuple[str, ...]:
+    return engines.ENGINES + engines.PEERS
+
+
+def timed_work(items: list[int], score: Callable[[float], float]) -> Callable[[str], Case]:
+    """Cases that map ``tasks.spin`` over ``items`` with each engine's default chunking."""
+    expected = [tasks.spin(count) for count in sorted(set(items))]
+    by_count = dict(zip(sorted(set(items)), expected, strict=True))
+
+    def case(engine: str) -> Case:
+        def run(pool: Any) -> float:
+            start = perf_counter()
+            results = list(engines.lazy_map(engine, pool, tasks.spin, items, None))
+            seconds = perf_counter() - start
+            check(results == [by_count[count] for count in items], "spin returned wrong results")
+            return score(seconds)
+
+        return Case(Row(f"{engine}: default map", engine), run)
+
+    return case
+
+
+def bare_processes(config: Config, items: list[int]) -> float:
+    """Seconds for ``workers`` plain processes to run ``items`` split evenly between them."""
+    ctx = multiprocessing.get_context(config.start_method)
+    shares = [items[worker :: config.workers] for worker in range(config.workers)]
+    start = perf_counter()
+    processes = [ctx.Process(target=tasks.spin_share, args=(share,)) for share in shares]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    check(all(process.exitcode == 0 for process in processes), "a bare process failed")
+    return perf_counter() - start
+
+
+def cpu_bound(config: Config) -> list[Metric]:
+    iterations = calibrated_iterations(CPU_JOB_SECONDS)
+    items = [iterations] * CPU_JOBS
+    job_seconds = min(_timed(tasks.spin, iterations) for _ in range(5))
+    ideal = CPU_JOBS * job_seconds / config.workers
+    make = timed_work(items, lambda seconds: ideal / seconds)
+    cases = [make(engine) for engine in all_engines()]
+    bare = Row(f"{config.workers} bare processes, jobs split evenly in advance", "bare")
+    for _ in range(config.rounds):
+        bare.samples.append(ideal / bare_processes(config, items))
+        run_rounds(Config(config.workers, config.start_method, 1), cases)
+    mine = f"{MINIPOOL}: default map"
+    return [
+        Metric(
+            "cpu_bound",
+            f"{CPU_JOBS} pure-Python jobs of ~{job_seconds * 1e3:.1f} ms; parallel efficiency "
+            "(the jobs' serial time / workers / wall time)",
+            "efficiency",
+            HIGHER,
+            [bare, *[case.row for case in cases]],
+            (bare.label,),
+            [Target(mine, ">=", 0.95, relative=True)],
+            peer_notes(),
+        )
+    ]
+
+
+def peer_notes() -> list[str]:
+    notes = [engines.START_METHOD_NOTES.get(name) for name in engines.PEERS]
+    return [note for note in notes if note]
+
+
+def skewed(config: Config) -> list[Metric]:
+    long, short = (calibrated_iterations(seconds) for seconds in SKEWED_SECONDS)
+    items = [long] * SKEWED_LONG_JOBS + [short] * SKEWED_SHORT_JOBS
+    work = SKEWED_LONG_JOBS * SKEWED_SECONDS[0] + SKEWED_SHORT_JOBS * SKEWED_SECONDS[1]
+    ideal = work / config.workers
+    make = timed_work(items, lambda seconds: seconds / ideal)
+    cases = [make(engine) for engine in all_engines()]
+    run_rounds(config, cases)
+    rows = [case.row for case in cases]
+    return [
+        Metric(
+            "skewed",
+            f"{SKEWED_LONG_JOBS} jobs of {SKEWED_SECONDS[0] * 1e3:.0f} ms, then "
+            f"{SKEWED_SHORT_JOBS} of {SKEWED_SECONDS[1] * 1e3:.0f} ms; makespan / ideal "
+            "(the work / workers)",
+            "x ideal",
+            LOWER,
+            rows,
+            tuple(row.label for row in rows if row.engine != MINIPOOL),
+            [Target(f"{MINIPOOL}: default map", "<=", 1.05, relative=False)],
+            [
+                "reference: the best peer; multiprocessing.Pool maps with imap(chunksize=1)",
+                *peer_notes(),
+            ],
+        )
+    ]
+
+
 WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "tiny_map": tiny_map,
     "tiny_submit": tiny_submit,
     "startup": startup,
     "lazy_memory": lazy_memory,
+    "cpu_bound": cpu_bound,
+    "skewed": skewed,
 }
 
 

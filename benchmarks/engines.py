@@ -1,12 +1,15 @@
-"""The three process pools under comparison, behind one small interface.
+"""The process pools under comparison, behind one small interface.
 
-Every engine gets the same worker count and the same start method (through a
-``multiprocessing`` context), and each is shut down cleanly: all pending work
-finished, every worker joined.
+The standard library's two and minipool are always there; loky, pebble,
+mpire and joblib come from the ``bench`` extra and are measured when
+installed (``PEERS``). Every engine gets the same worker count and, where it
+allows, the same start method (``START_METHOD_NOTES`` says where not); each is
+shut down cleanly: all pending work finished, every worker joined.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -20,19 +23,35 @@ import minipool
 MP = "mp"
 PPE = "ppe"
 MINIPOOL = "minipool"
+LOKY = "loky"
+PEBBLE = "pebble"
+MPIRE = "mpire"
+JOBLIB = "joblib"
 # The order of round 1; later rounds rotate it, so that no engine always runs
 # first (cold caches) or last (after the others' garbage).
 ENGINES = (MP, PPE, MINIPOOL)
+# Third-party peers, each measured when its package is installed.
+PEERS = tuple(name for name in (LOKY, PEBBLE, MPIRE, JOBLIB) if importlib.util.find_spec(name))
 NAMES = {
     MP: "multiprocessing.Pool",
     PPE: "ProcessPoolExecutor",
     MINIPOOL: "minipool.Pool",
+    LOKY: "loky.ProcessPoolExecutor",
+    PEBBLE: "pebble.ProcessPool",
+    MPIRE: "mpire.WorkerPool",
+    JOBLIB: "joblib.Parallel",
 }
+START_METHOD_NOTES = {
+    LOKY: "loky refuses fork; it runs with its own start method (spawn-like) under fork",
+    JOBLIB: "joblib runs on its default loky backend, whatever the start method",
+}
+# Engines without a submit(): the workloads that need one leave them out.
+NO_SUBMIT = (JOBLIB,)
 
 
-def rotated(round_index: int) -> tuple[str, ...]:
-    shift = round_index % len(ENGINES)
-    return ENGINES[shift:] + ENGINES[:shift]
+def rotated(round_index: int, engines: tuple[str, ...] = ENGINES) -> tuple[str, ...]:
+    shift = round_index % len(engines)
+    return engines[shift:] + engines[:shift]
 
 
 @contextmanager
@@ -58,13 +77,51 @@ def open_pool(engine: str, workers: int, start_method: str) -> Iterator[Any]:
         with minipool.Pool(workers, start_method=start_method) as mini:
             yield mini
     else:
-        raise ValueError(f"unknown engine {engine!r}; pick one of {', '.join(ENGINES)}")
+        with _open_peer(engine, workers, start_method) as pool:
+            yield pool
+
+
+@contextmanager
+def _open_peer(engine: str, workers: int, start_method: str) -> Iterator[Any]:
+    if engine == LOKY:
+        import loky
+
+        context = loky.backend.context.get_context(
+            "loky" if start_method == "fork" else start_method
+        )
+        with loky.ProcessPoolExecutor(workers, context=context) as executor:
+            yield executor
+    elif engine == PEBBLE:
+        import pebble
+
+        pool = pebble.ProcessPool(workers, context=multiprocessing.get_context(start_method))
+        try:
+            yield pool
+        finally:
+            pool.close()
+            pool.join()
+    elif engine == MPIRE:
+        import mpire
+
+        with mpire.WorkerPool(workers, start_method=start_method) as pool:
+            yield pool
+    elif engine == JOBLIB:
+        import joblib
+
+        with joblib.Parallel(n_jobs=workers, return_as="generator") as parallel:
+            yield parallel
+    else:
+        raise ValueError(f"unknown engine {engine!r}; pick one of {', '.join(NAMES)}")
 
 
 def submit(engine: str, pool: Any, fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     """Start ``fn(*args)``; return the call that waits for its result."""
-    if engine == MP:
+    if engine in (MP, MPIRE):
         return pool.apply_async(fn, args).get
+    if engine == PEBBLE:
+        return pool.schedule(fn, args).result
+    if engine == JOBLIB:
+        raise NotImplementedError("joblib has no submit(); it maps only")
     return pool.submit(fn, *args).result
 
 
@@ -74,17 +131,27 @@ def lazy_map(
     """Each engine's ordered map that returns an iterator (``imap`` for multiprocessing)."""
     if engine == MP:
         return pool.imap(fn, items, chunksize or 1)
-    if engine == PPE:
+    if engine in (PPE, LOKY):
         return pool.map(fn, items, chunksize=chunksize or 1)
+    if engine == PEBBLE:
+        return pool.map(fn, items, chunksize=chunksize or 1).result()
+    if engine == MPIRE:
+        return pool.imap(fn, items, chunk_size=chunksize)
+    if engine == JOBLIB:
+        import joblib
+
+        batch = "auto" if chunksize is None else chunksize
+        pool.batch_size = batch
+        return pool(joblib.delayed(fn)(item) for item in items)
     return pool.map(fn, items, chunksize=chunksize)
 
 
-def warm_up(pool: Any, workers: int) -> None:
+def warm_up(engine: str, pool: Any, workers: int) -> None:
     """Run a few tiny jobs, one per chunk, so every worker is up before the clock starts.
 
     Tiny jobs, not sleeps: minipool sizes its chunks from measured job times,
     and a slow warm-up job would make it start the timed run with tiny chunks.
     """
     count = 4 * workers
-    if list(pool.map(tasks.inc, range(count), chunksize=1)) != list(range(1, count + 1)):
+    if list(lazy_map(engine, pool, tasks.inc, range(count), 1)) != list(range(1, count + 1)):
         raise AssertionError("the warm-up jobs returned wrong results")

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunksize", type=int, default=None)
     args = parser.parse_args(argv)
     with engines.open_pool(args.engine, args.workers, args.start_method) as pool:
-        engines.warm_up(pool, args.workers)
+        engines.warm_up(args.engine, pool, args.workers)
         result = measure(args.engine, pool, args.items, args.chunksize)
     print(json.dumps(result))
 

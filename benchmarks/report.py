@@ -129,6 +129,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value * 1e3:.1f} ms"
     if unit == "MB":
         return f"{value:.1f} MB"
+    if unit in ("efficiency", "x ideal"):
+        return f"{value:.2f}"
     return f"{value:,.0f}"
 
 
@@ -146,7 +148,7 @@ def print_metric(metric: Metric) -> None:
     print(f"\n== {metric.workload}: {metric.title} [{metric.unit}, {metric.better} is better]")
     reference = metric.reference()
     width = max(len(row.label) for row in metric.rows)
-    print(f"  {'engine':<{width}}  {'median':>10}  {'min':>10}  {'max':>10}  {'vs mp':>7}")
+    print(f"  {'engine':<{width}}  {'median':>10}  {'min':>10}  {'max':>10}  {'vs ref':>7}")
     for row in metric.rows:
         cells = [
             format_value(f(row.samples) if row.samples else None, metric.unit)
@@ -198,7 +200,7 @@ def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
 def print_summary(rows: list[list[str]]) -> None:
     header = ["workers", "workload", "minipool", "reference", "ratio", "target", "result"]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    print("\n== summary (reference: the multiprocessing.Pool row marked in each table)")
+    print("\n== summary (reference: the row marked in each table)")
     for line in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         print(("  " + "  ".join(cells)).rstrip())

@@ -65,3 +65,16 @@ def install_queue_handler(queue: Any) -> None:
 def scale(record: dict[str, Any]) -> dict[str, Any]:
     """A trivial record function for the runner benchmark."""
     return {"id": record["id"], "value": record["value"] * 2}
+
+
+def spin(iterations: int) -> int:
+    """Pure-Python work that holds the GIL: ``iterations`` steps of a loop, no I/O."""
+    total = 0
+    for step in range(iterations):
+        total += step * step % 7
+    return total
+
+
+def spin_share(iterations: list[int]) -> int:
+    """A bare process's share of the jobs, run one after another."""
+    return sum(spin(count) for count in iterations)
