@@ -59,6 +59,8 @@ CPU_JOB_SECONDS = 0.005
 SKEWED_LONG_JOBS = 20
 SKEWED_SHORT_JOBS = 380
 SKEWED_SECONDS = (0.040, 0.001)
+PAYLOAD_JOBS = 100
+PAYLOAD_SIZES = (64 << 10, 1 << 20, 4 << 20, 16 << 20)
 # A hang is a finding, not a reason to sit forever: dump every thread's stack and exit.
 WATCHDOG_SECONDS = 300
 CHILD_TIMEOUT_SECONDS = 300
@@ -488,6 +490,47 @@ def skewed(config: Config) -> list[Metric]:
     ]
 
 
+def timed_payloads(size: int) -> Callable[[str], Case]:
+    def case(engine: str) -> Case:
+        def run(pool: Any) -> float:
+            start = perf_counter()
+            sizes = [
+                len(result)
+                for result in engines.lazy_map(
+                    engine, pool, tasks.payload, [size] * PAYLOAD_JOBS, None
+                )
+            ]
+            seconds = perf_counter() - start
+            check(sizes == [size] * PAYLOAD_JOBS, "payload returned wrong sizes")
+            return PAYLOAD_JOBS * size / seconds / 1e6
+
+        return Case(Row(f"{engine}: default map, {size >> 10:,} KiB", engine), run)
+
+    return case
+
+
+def big_payload(config: Config) -> list[Metric]:
+    metrics = []
+    for size in PAYLOAD_SIZES:
+        cases = [timed_payloads(size)(engine) for engine in all_engines()]
+        run_rounds(config, cases)
+        rows = [case.row for case in cases]
+        judged = [Target(rows[2].label, ">=", 1.0, relative=True)] if size == 4 << 20 else []
+        metrics.append(
+            Metric(
+                "big_payload",
+                f"{PAYLOAD_JOBS} jobs each returning {size >> 10:,} KiB of bytes",
+                "MB/s",
+                HIGHER,
+                rows,
+                tuple(row.label for row in rows if row.engine != MINIPOOL),
+                judged,
+                ["reference: the best peer", *peer_notes()],
+            )
+        )
+    return metrics
+
+
 WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "tiny_map": tiny_map,
     "tiny_submit": tiny_submit,
@@ -495,6 +538,7 @@ WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "lazy_memory": lazy_memory,
     "cpu_bound": cpu_bound,
     "skewed": skewed,
+    "big_payload": big_payload,
 }
 
 

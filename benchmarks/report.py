@@ -129,6 +129,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value * 1e3:.1f} ms"
     if unit == "MB":
         return f"{value:.1f} MB"
+    if unit == "MB/s":
+        return f"{value:,.0f} MB/s"
     if unit in ("efficiency", "x ideal"):
         return f"{value:.2f}"
     return f"{value:,.0f}"

@@ -78,3 +78,8 @@ def spin(iterations: int) -> int:
 def spin_share(iterations: list[int]) -> int:
     """A bare process's share of the jobs, run one after another."""
     return sum(spin(count) for count in iterations)
+
+
+def payload(size: int) -> bytes:
+    """A result of ``size`` bytes: what moving big results costs."""
+    return bytes(size)

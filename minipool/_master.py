@@ -347,7 +347,7 @@ class Master:
             errors = {
                 position: rebuild_exception(info) for position, info in outcome.errors.items()
             }
-        self._finish(task, outcome.values, errors, outcome.seconds)
+        self._finish(task, outcome.values, errors, outcome.seconds, len(payload))
 
     def _on_init_failed(self, worker: WorkerHandle, payload: memoryview) -> None:
         cause = rebuild_exception(loads(payload))
@@ -454,13 +454,18 @@ class Master:
         values: list[Any],
         errors: dict[int, BaseException],
         seconds: float = 0.0,
+        nbytes: int = 0,
     ) -> None:
-        """Deliver the outcomes of ``task``'s jobs; failed ones with retries left run again."""
+        """Deliver the outcomes of ``task``'s jobs; failed ones with retries left run again.
+
+        ``seconds`` and ``nbytes``: how long the worker ran them and how big
+        their pickled outcome was, for sizing later chunks.
+        """
         if not errors or task.attempts >= self.retries:
             if errors and self.retries:
                 for error in errors.values():
                     note_attempts(error, task.attempts + 1)
-            self._deliver(task, 0, values, errors, seconds)
+            self._deliver(task, 0, values, errors, seconds, nbytes)
             return
         failed = sorted(errors)
         self._retried += len(failed)
@@ -481,12 +486,13 @@ class Master:
         values: list[Any],
         errors: dict[int, BaseException],
         seconds: float,
+        nbytes: int = 0,
     ) -> None:
         """Outcomes for ``task``'s jobs from ``start`` on, to the caller, no retry."""
         # Count first: a done-callback or a woken caller must see the job counted.
         self._failed += len(errors)
         self._shared.add_completed(len(values))
-        task.receiver.deliver(task.offset + start, values, errors, seconds)
+        task.receiver.deliver(task.offset + start, values, errors, seconds, nbytes)
 
     def _fail(self, task: Task, error: BaseException) -> None:
         """Every job of ``task`` fails with ``error``, not retried (it would fail again)."""

@@ -114,12 +114,19 @@ def frame_header(kind: int, payload_size: int) -> bytes:
 
 
 class FrameReader:
-    """Reassembles frames from bytes that arrive in arbitrary pieces."""
+    """Reassembles frames from bytes that arrive in arbitrary pieces.
 
-    __slots__ = ("_partial",)
+    The pieces of an incomplete frame are kept in a list and joined once the
+    frame is whole: joining them at every read would copy a 256 MiB frame,
+    arriving a pipe-full at a time, some 256 times over.
+    """
+
+    __slots__ = ("_buffered", "_needed", "_pieces")
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._pieces: list[bytes] = []
+        self._buffered = 0  # bytes in _pieces
+        self._needed = 0  # bytes _pieces must hold before a frame can complete
 
     def feed(self, data: bytes) -> list[tuple[int, memoryview]]:
         """Add ``data``; return every ``(kind, payload)`` now complete, in order.
@@ -127,20 +134,31 @@ class FrameReader:
         Payloads are views into the bytes read, not copies: ``pickle.loads``
         takes them as they are.
         """
-        if self._partial:
-            data = self._partial + data
+        if self._pieces:
+            self._pieces.append(data)
+            self._buffered += len(data)
+            if self._buffered < self._needed:
+                return []
+            data = b"".join(self._pieces)
+            self._pieces = []
         view = memoryview(data)
         frames = []
         position = 0
         end = len(data)
+        needed = HEADER.size
         while end - position >= HEADER.size:
             size, kind = HEADER.unpack_from(data, position)
             start = position + HEADER.size
             if end - start < size:
+                needed = HEADER.size + size
                 break
             frames.append((kind, view[start : start + size]))
             position = start + size
-        self._partial = data[position:]
+        if position < end:
+            rest = data[position:] if position else data  # no copy when nothing was used
+            self._pieces = [rest]
+            self._buffered = len(rest)
+            self._needed = needed
         return frames
 
 

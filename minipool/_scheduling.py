@@ -71,6 +71,11 @@ UNTRACKED_BELOW_SECONDS = 5e-6
 # pickling and pipe traffic) is noise; short enough to balance work across
 # workers and to keep stop() and the progress bar prompt.
 TARGET_CHUNK_SECONDS = 0.01
+# A chunk's pickled results should fit in one pipe-full: bigger ones wait,
+# whole, in the worker and then in the master before any of them is delivered,
+# and keep the other workers from sharing the work. Jobs that return megabytes
+# go one per chunk.
+TARGET_CHUNK_BYTES = 1 << 20
 # Near the end of a sized input chunks shrink so that workers finish together,
 # but never below this much work: shorter chunks cost more in round trips
 # than they can save in balance.
@@ -89,12 +94,14 @@ class ChunkSizer:
         # not an average: a first one-job chunk overstates the time per job
         # many times over (fixed costs), and an average would remember that.
         self._latest: tuple[int, float] | None = None
+        self._bytes_per_job = 0.0  # of pickled results, in that chunk
 
     def observe(self, future: Future[ChunkResult]) -> None:
         """Done callback of each chunk (runs in the master thread)."""
         if not future.cancelled() and future.exception() is None:
             result = future.result()
             self._latest = (len(result.values), result.seconds)
+            self._bytes_per_job = result.nbytes / max(1, len(result.values))
 
     @property
     def measured(self) -> bool:
@@ -117,6 +124,8 @@ class ChunkSizer:
             jobs, seconds = self._latest
             per_job = max(seconds / jobs, 1e-9)
             size = int(TARGET_CHUNK_SECONDS / per_job)
+            if self._bytes_per_job:
+                size = min(size, int(TARGET_CHUNK_BYTES / self._bytes_per_job))
             if self._remaining is not None:
                 share = math.ceil(self._remaining / (4 * self._workers))
                 size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))

@@ -23,7 +23,12 @@ class Receiver(Protocol):
         """Called before any of its jobs is dispatched; False if the caller cancelled."""
 
     def deliver(
-        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+        self,
+        offset: int,
+        values: list[Any],
+        errors: dict[int, BaseException],
+        seconds: float,
+        nbytes: int = 0,
     ) -> None:
         """Outcomes for jobs ``offset, offset + 1, ...`` (``errors`` by position).
 
@@ -61,7 +66,12 @@ class JobReceiver(_FutureReceiver):
     __slots__ = ()
 
     def deliver(
-        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+        self,
+        offset: int,
+        values: list[Any],
+        errors: dict[int, BaseException],
+        seconds: float,
+        nbytes: int = 0,
     ) -> None:
         if errors:
             self.future.set_exception(errors[0])
@@ -75,12 +85,13 @@ class ChunkResult(NamedTuple):
     values: list[Any]
     errors: dict[int, BaseException]
     seconds: float
+    nbytes: int  # of the pickled outcomes it came in
 
 
 class ChunkReceiver(_FutureReceiver):
     """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
 
-    __slots__ = ("_errors", "_remaining", "_seconds", "_values", "position", "size")
+    __slots__ = ("_errors", "_nbytes", "_remaining", "_seconds", "_values", "position", "size")
     future: Future[ChunkResult]
 
     def __init__(self, size: int, position: int) -> None:
@@ -91,15 +102,22 @@ class ChunkReceiver(_FutureReceiver):
         self._errors: dict[int, BaseException] = {}
         self._remaining = size
         self._seconds = 0.0
+        self._nbytes = 0
 
     def deliver(
-        self, offset: int, values: list[Any], errors: dict[int, BaseException], seconds: float
+        self,
+        offset: int,
+        values: list[Any],
+        errors: dict[int, BaseException],
+        seconds: float,
+        nbytes: int = 0,
     ) -> None:
         if self.future.done():
             # Cancelled by stop() while another part of it (split off after a
             # crash) was still running elsewhere: that part's result is moot.
             return
         self._seconds += seconds
+        self._nbytes += nbytes
         if offset == 0 and len(values) == self.size:
             self._values = values
         else:
@@ -108,7 +126,8 @@ class ChunkReceiver(_FutureReceiver):
             self._errors[offset + position] = error
         self._remaining -= len(values)
         if self._remaining == 0:
-            self.future.set_result(ChunkResult(self._values, self._errors, self._seconds))
+            result = ChunkResult(self._values, self._errors, self._seconds, self._nbytes)
+            self.future.set_result(result)
 
 
 @dataclass(slots=True, eq=False)
