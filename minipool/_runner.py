@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import signal
@@ -129,12 +130,18 @@ def _unfinished(records: Iterator[Record], done: IndexSet) -> Iterator[Record]:
 
 @contextlib.contextmanager
 def _open_input(path: str | None) -> Iterator[TextIO]:
+    # UTF-8 whatever the locale. A byte that is not UTF-8 does not end the
+    # run: it reaches the function as a lone surrogate ("surrogateescape"),
+    # and an output line escapes it. newline="": the csv module handles line
+    # ends itself; the other formats cut "\n".
     if path is None or path == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape", newline="")
         yield sys.stdin
         return
     try:
-        # newline="": the csv module does its own newline handling; the others split on "\n".
-        stream = open(path, encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+        # Closed below.
+        stream = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
     except OSError as error:
         raise UsageError(f"cannot read --input {path}: {error.strerror}") from None
     with stream:

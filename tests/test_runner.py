@@ -668,3 +668,13 @@ def test_no_arguments_prints_usage(tmp_path: Path) -> None:
     assert "usage:" in (done.stdout + done.stderr).lower()
     assert "run" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bytes_that_are_not_utf8_do_not_end_the_run(tmp_path: Path) -> None:
+    """An input line with bytes that are not UTF-8 is a record like any other; exit 0."""
+    (tmp_path / "in.txt").write_bytes(b"ok\n\xff\xfe bad\nlast\n")
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.txt")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = _parse(done.stdout)
+    assert [line["result"] for line in lines] == ["ok", "\udcff\udcfe bad", "last"]
