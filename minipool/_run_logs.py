@@ -43,12 +43,17 @@ class LogSink:
         line = self._render(event)
         with self._lock:
             self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        """Called with each batch of output lines: a system call per batch, not per event."""
+        with self._lock:
             self._stream.flush()
 
     def runner_event(self, event: str, **fields: Any) -> None:
         if self._runner_events:
             stamp = time.time()
             self({"event": event, "level": "info", "timestamp": stamp, "logger": RUNNER, **fields})
+            self.flush()
 
 
 def _render_json(event: dict[str, Any]) -> str:

@@ -281,6 +281,7 @@ class _Run:
             for chunk in outcomes.chunks:
                 lines = [line for line in map(self._line, chunk) if line is not None]
                 self.writer.write(lines)
+                self.sink.flush()  # the events of these records, with their lines
                 self.written += len(lines)
                 if bar is not None:
                     bar.update(len(lines))

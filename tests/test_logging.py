@@ -283,9 +283,11 @@ def test_a_long_jobs_events_arrive_while_it_runs(
     pool = make_pool(1, log_sink=events.append)
     release = tmp_path / "release"
     future = pool.submit(jobs.log_then_wait, str(release))
-    assert wait_for(lambda: events, TIMEOUT)
-    assert not future.done()
-    release.touch()
+    try:
+        assert wait_for(lambda: events, TIMEOUT)
+        assert not future.done()
+    finally:
+        release.touch()  # a failing test must not leave the job waiting
     assert future.result(timeout=TIMEOUT) == "released"
 
 
