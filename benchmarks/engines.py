@@ -14,7 +14,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import tasks
 
@@ -44,14 +44,29 @@ NAMES = {
 START_METHOD_NOTES = {
     LOKY: "loky refuses fork; it runs with its own start method (spawn-like) under fork",
     JOBLIB: "joblib runs on its default loky backend, whatever the start method",
+    MPIRE: "mpire runs with keep_alive=True, so that its workers outlive one map as the "
+    "other pools' do",
 }
+# Engines whose map sends one job per message unless told a chunksize: their
+# default rows map fewer items, or a round would take minutes.
+ONE_JOB_PER_MESSAGE = (PPE, LOKY, PEBBLE)
 # Engines without a submit(): the workloads that need one leave them out.
 NO_SUBMIT = (JOBLIB,)
+# joblib keeps loky's reusable executor, and its workers, alive between calls:
+# there is no pool to create and shut down.
+NO_LIFECYCLE = (JOBLIB,)
+
+T = TypeVar("T")
 
 
-def rotated(round_index: int, engines: tuple[str, ...] = ENGINES) -> tuple[str, ...]:
-    shift = round_index % len(engines)
-    return engines[shift:] + engines[:shift]
+def everyone() -> tuple[str, ...]:
+    """The standard library's pools, minipool and every installed peer."""
+    return ENGINES + PEERS
+
+
+def rotated(round_index: int, items: tuple[T, ...]) -> tuple[T, ...]:
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
 
 
 @contextmanager
@@ -103,8 +118,9 @@ def _open_peer(engine: str, workers: int, start_method: str) -> Iterator[Any]:
     elif engine == MPIRE:
         import mpire
 
-        with mpire.WorkerPool(workers, start_method=start_method) as pool:
+        with mpire.WorkerPool(workers, start_method=start_method, keep_alive=True) as pool:
             yield pool
+            pool.stop_and_join()  # its `with` alone terminates the workers
     elif engine == JOBLIB:
         import joblib
 
@@ -144,6 +160,17 @@ def lazy_map(
         pool.batch_size = batch
         return pool(joblib.delayed(fn)(item) for item in items)
     return pool.map(fn, items, chunksize=chunksize)
+
+
+def map_list(
+    engine: str, pool: Any, fn: Callable[..., Any], items: list[Any], chunksize: int | None
+) -> list[Any]:
+    """Each engine's map of a list to a list, with its own default chunking for None."""
+    if engine == MP:
+        return pool.map(fn, items, chunksize)
+    if engine == MPIRE:
+        return pool.map(fn, items, chunk_size=chunksize)
+    return list(lazy_map(engine, pool, fn, items, chunksize))
 
 
 def warm_up(engine: str, pool: Any, workers: int) -> None:

@@ -122,7 +122,7 @@ def measure(engine: str, pool: Any, items: int, chunksize: int | None) -> dict[s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("engine", choices=engines.ENGINES)
+    parser.add_argument("engine", choices=engines.everyone())
     parser.add_argument("items", type=int)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--start-method", default="fork")

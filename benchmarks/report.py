@@ -34,6 +34,9 @@ class Row:
     engine: str
     samples: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Measured on less input than the other rows (an engine too slow for all
+    # of it): shown, but never the best peer.
+    partial: bool = False
 
     @property
     def median(self) -> float | None:
@@ -48,6 +51,7 @@ class Row:
             "min": min(self.samples, default=None),
             "max": max(self.samples, default=None),
             "errors": self.errors,
+            "partial": self.partial,
         }
 
 
@@ -57,12 +61,13 @@ class Target:
     op: str  # ">=" or "<="
     limit: float
     relative: bool  # True: limit is a ratio to the reference; False: in the metric's unit
+    stretch: bool = False  # a goal beyond the target: reported, never a failure
 
     def describe(self, unit: str) -> str:
         limit = (
             f"{self.limit:.2f}x the reference" if self.relative else format_value(self.limit, unit)
         )
-        return f"{self.op} {limit}"
+        return f"{'stretch ' if self.stretch else ''}{self.op} {limit}"
 
 
 @dataclass
@@ -142,7 +147,9 @@ def format_ratio(ratio: float | None) -> str:
     return "<0.01x" if ratio < 0.01 else f"{ratio:.2f}x"
 
 
-def verdict_text(passed: bool | None) -> str:
+def verdict_text(passed: bool | None, stretch: bool = False) -> str:
+    if stretch and passed is not None:
+        return "met" if passed else "not met"
     return {True: "PASS", False: "FAIL", None: "NO DATA"}[passed]
 
 
@@ -168,7 +175,8 @@ def print_metric(metric: Metric) -> None:
     for target in metric.targets:
         print(
             f"  target: {target.row} {target.describe(metric.unit)}: "
-            f"{_judged_figure(metric, target)}  {verdict_text(metric.verdict(target))}"
+            f"{_judged_figure(metric, target)}  "
+            f"{verdict_text(metric.verdict(target), target.stretch)}"
         )
 
 
@@ -193,7 +201,7 @@ def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
                     format_value(reference.median if reference else None, metric.unit),
                     format_ratio(metric.ratio(mine)),
                     target.describe(metric.unit),
-                    verdict_text(metric.verdict(target)),
+                    verdict_text(metric.verdict(target), target.stretch),
                 ]
             )
     return rows
@@ -201,8 +209,12 @@ def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
 
 def print_summary(rows: list[list[str]]) -> None:
     header = ["workers", "workload", "minipool", "reference", "ratio", "target", "result"]
+    print_table("summary (reference: the row marked in each table)", header, rows)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    print("\n== summary (reference: the row marked in each table)")
+    print(f"\n== {title}")
     for line in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         print(("  " + "  ".join(cells)).rstrip())
@@ -298,3 +310,44 @@ def finish(json_path: str | None, facts: dict[str, Any], metrics: list[Metric]) 
     if json_path:
         write_json(json_path, {"machine": facts, "metrics": [m.to_json() for m in metrics]})
     return 1 if any(row.errors for metric in metrics for row in metric.rows) else 0
+
+
+# ---- reading the raw numbers back (run_all, chart) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One target of a run, read back from its JSON: minipool's row and the best peer's."""
+
+    workers: int
+    metric: dict[str, Any]
+    target: dict[str, Any]
+    mine: dict[str, Any]
+    best_peer: dict[str, Any] | None  # the best row of another engine; None if none ran
+
+    @property
+    def advantage(self) -> float | None:
+        """minipool's figure over the best peer's, above 1 when minipool is better."""
+        mine = self.mine["median"]
+        peer = self.best_peer["median"] if self.best_peer else None
+        if not mine or not peer:
+            return None
+        return mine / peer if self.metric["better"] == HIGHER else peer / mine
+
+
+def judged(metrics: list[dict[str, Any]], workers: int) -> list[Judged]:
+    found = []
+    for metric in metrics:
+        peers = [
+            row
+            for row in metric["rows"]
+            if row["engine"] not in ("minipool", "bare")
+            and row["median"] is not None
+            and not row["partial"]
+        ]
+        best = max if metric["better"] == HIGHER else min
+        best_peer = best(peers, key=lambda row: row["median"], default=None)
+        for target in metric["targets"]:
+            mine = next(row for row in metric["rows"] if row["label"] == target["row"])
+            found.append(Judged(workers, metric, target, mine, best_peer))
+    return found

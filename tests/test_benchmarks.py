@@ -6,11 +6,63 @@ checked: timings belong in benchmarks, not tests.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+WORKLOADS = {
+    "tiny_map",
+    "tiny_submit",
+    "startup",
+    "lazy_memory",
+    "cpu_bound",
+    "skewed",
+    "big_payload",
+}
+
+
+@pytest.mark.timeout(150)
+def test_run_all_runs_every_workload_and_writes_json_table_and_chart(tmp_path: Path) -> None:
+    """The one command at a hundredth of the jobs: every workload and target, JSON, table, chart."""
+    command = [sys.executable, str(BENCHMARKS / "run_all.py"), "--scale", "0.01", "--rounds", "1"]
+    done = subprocess.run(
+        [*command, "--only", "engine", "scaling", "logs", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=140,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    suite = json.loads((tmp_path / "suite.json").read_text())
+    (main_run,) = suite["engine"]["runs"]
+    assert {metric["workload"] for metric in main_run["metrics"]} == WORKLOADS
+    assert [run["workers"] for run in suite["scaling"]["runs"]] == [1, 2, 4, 8]
+    assert suite["logs"]["metrics"][0]["workload"] == "logs"
+    summary = (tmp_path / "summary.md").read_text()
+    for workload in [*WORKLOADS, "logs"]:
+        assert f"| {workload} (" in summary
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_crash_delivers_199_and_minipool_passes(tmp_path: Path) -> None:
+    """Job #50 kills its worker: minipool's row passes its target; every engine has a row."""
+    out = tmp_path / "crash.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_crash.py"), "--wait", "3", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    crash = json.loads(out.read_text())
+    assert crash["target"]["pass"], crash["target"]
+    engines = {row["engine"] for row in crash["engines"]}
+    assert {"minipool", "multiprocessing.Pool", "ProcessPoolExecutor"} <= engines
 
 
 def test_bench_logs_runs_and_counts_every_record(tmp_path: Path) -> None:
