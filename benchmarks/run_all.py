@@ -134,7 +134,7 @@ def crash_row(crash: dict[str, Any]) -> list[str]:
     found = {engine["engine"]: engine for engine in crash["engines"]}
     mine = found.get("minipool", {})
     peers = [e for name, e in found.items() if name != "minipool" and "error" not in e]
-    best = max(peers, key=lambda e: (e["delivered"], e["usable_after"]), default=None)
+    best = max(peers, key=crash_standing, default=None)
     return [
         str(crash["machine"]["workers"][0]),
         "crash (results of 199)",
@@ -144,6 +144,12 @@ def crash_row(crash: dict[str, Any]) -> list[str]:
         crash["target"]["text"],
         report.verdict_text(crash["target"]["pass"]),
     ]
+
+
+def crash_standing(engine: dict[str, Any]) -> tuple[int, bool, bool, bool]:
+    """What ranks one engine's crash row: results kept, #50 answered, usable, clean shutdown."""
+    answered = engine["fatal"] != "no outcome (pending)"
+    return engine["delivered"], answered, engine["usable_after"], engine["shut_down"] == "clean"
 
 
 def crash_outcome(engine: dict[str, Any] | None) -> str:
