@@ -72,7 +72,9 @@ def map_jobs(
         check_seconds("task_timeout", task_timeout)
     iterators = [_iterate(position, it) for position, it in enumerate(iterables, 2)]
     star = len(iterators) > 1
-    inputs = zip(*iterators, strict=False) if star else iterators[0]
+    inputs: Iterator[Any] | list[Any] = zip(*iterators, strict=False) if star else iterators[0]
+    if not star and type(iterables[0]) is list:
+        inputs = iterables[0]
     total = _common_length(iterables)
     run = _MapRun(
         master,
@@ -99,7 +101,7 @@ class _MapRun:
         self,
         master: Master,
         fn: Callable[..., Any],
-        inputs: Iterator[Any],
+        inputs: Iterator[Any] | list[Any],
         star: bool,
         total: int | None,
         chunksize: int | None,
@@ -117,7 +119,10 @@ class _MapRun:
         self._owner = owner
         self._task_timeout = task_timeout
         self._fn = _dumps_fn(fn)
-        self._inputs = inputs
+        self._inputs = iter(inputs)
+        # A list is taken a slice at a time: one copy of a chunk's item
+        # pointers instead of an append per item.
+        self._list = inputs if type(inputs) is list else None
         self._star = star
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._return_exceptions = return_exceptions
@@ -143,6 +148,7 @@ class _MapRun:
         self._bar: Any = None
         self._positions = positions
         self._pulled = 0  # inputs taken so far: the position of the next
+        self._handed_out = 0  # results in the chunks given to the consumer so far
 
     def start(self, progress: bool) -> None:
         if progress:
@@ -165,6 +171,10 @@ class _MapRun:
 
     def _pull(self, size: int) -> list[Any]:
         """Up to ``size`` inputs; if the input raises, what came before it still runs."""
+        if self._list is not None:
+            taken = self._list[self._pulled : self._pulled + size]
+            self._exhausted = len(taken) < size
+            return taken
         items: list[Any] = []
         try:
             items.extend(islice(self._inputs, size))  # keeps what it got before a raise
@@ -208,13 +218,20 @@ class _MapRun:
         chunks = self._chunks()
         iterator = cast(MapIterator, MapIterator.from_iterable(chunks))
         iterator.chunks = chunks
+        iterator.results_left = self._results_left
         return iterator
+
+    def _results_left(self) -> int:
+        if self._total is None:
+            return 0  # unknown
+        return max(0, self._total - self._handed_out)
 
     def _chunks(self) -> Generator[Iterable[Any], None, None]:
         try:
             while self._window:
                 receiver = self._next_done()
                 self.fill()
+                self._handed_out += receiver.size
                 yield self._outcomes(receiver)
             if self._end_error is not None:
                 raise self._end_error
@@ -290,10 +307,19 @@ class MapIterator(chain):  # type: ignore[type-arg]
     """
 
     chunks: Generator[Iterable[Any], None, None]
+    results_left: Callable[[], int]
 
     def close(self) -> None:
         """Stop: cancel the chunks not started; the pool stays usable."""
         self.chunks.close()
+
+    def __length_hint__(self) -> int:
+        """About how many results are left (0: unknown), so that ``list()`` sizes its list once.
+
+        Growing a list of a million results step by step copies it a dozen
+        times over, in freshly faulted-in memory.
+        """
+        return self.results_left()
 
 
 def _tasks_for(

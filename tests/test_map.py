@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections import Counter
@@ -108,6 +109,18 @@ def test_unpicklable_item_fails_alone(make_pool: MakePool) -> None:
     assert isinstance(got[4], TypeError)
     assert "pickle" in str(got[4])
     assert got[:4] + got[5:] == [((x,), {}) for x in items[:4] + items[5:]]
+
+
+def test_map_over_a_list_takes_slices_and_hints_its_length(make_pool: MakePool) -> None:
+    """A list comes back whole and in order; its length hint lets ``list()`` size its list once."""
+    pool = make_pool()
+    items = list(range(25_000))
+    results = pool.map(jobs.square, items)
+    assert operator.length_hint(results) == len(items)
+    assert list(results) == [x * x for x in items]
+    unsized = pool.map(jobs.square, iter(items[:10]))
+    assert operator.length_hint(unsized) == 0  # a generator's length is unknown
+    assert list(unsized) == [x * x for x in range(10)]
 
 
 def test_map_reads_an_endless_generator_lazily(make_pool: MakePool) -> None:
