@@ -70,12 +70,12 @@ def draw(suite: dict[str, Any], path: str) -> None:
 
 
 def draw_advantages(axes: Any, items: list[report.Judged]) -> None:
-    workloads = [item.metric["workload"] for item in items]
+    kinds = [(item.metric["workload"], item.metric["unit"]) for item in items]
     labels = [
-        f"{item.metric['workload']} ({item.metric['unit']})"
-        if workloads.count(item.metric["workload"]) == 1
-        else f"{item.metric['workload']}: {item.mine['label'].removeprefix('minipool, ')}"
-        for item in items
+        f"{workload} ({unit})"
+        if kinds.count((workload, unit)) == 1
+        else f"{workload}: {item.mine['label'].removeprefix('minipool, ')}"
+        for item, (workload, unit) in zip(items, kinds, strict=True)
     ]
     values = [item.advantage or 0.0 for item in items]
     colors = [MINIPOOL_COLOR if value >= 1 else BEHIND_COLOR for value in values]
