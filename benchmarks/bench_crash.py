@@ -301,12 +301,7 @@ def print_row(found: dict[str, Any]) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    parser.add_argument(
-        "--start-method",
-        default="fork",
-        choices=multiprocessing.get_all_start_methods(),
-        help="start method for every engine that allows one (default: fork)",
-    )
+    report.add_start_method(parser)
     parser.add_argument(
         "--wait",
         type=float,

@@ -591,12 +591,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="worker counts; the whole suite runs at each (default: 2)",
     )
-    parser.add_argument(
-        "--start-method",
-        default="fork",
-        choices=multiprocessing.get_all_start_methods(),
-        help="start method for all three engines (default: fork)",
-    )
+    report.add_start_method(parser)
     parser.add_argument("--rounds", type=int, default=5, help="rounds per workload (default: 5)")
     parser.add_argument(
         "--scale",

@@ -276,16 +276,20 @@ def print_header(facts: dict[str, Any]) -> None:
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def add_run_options(parser: argparse.ArgumentParser, *, rounds: int, json_name: str) -> None:
-    """``--workers``, ``--rounds``, ``--start-method`` and ``--json``."""
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds ({rounds})")
+def add_start_method(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-method",
         default="fork",
         choices=multiprocessing.get_all_start_methods(),
-        help="start method for every engine (default: fork)",
+        help="start method for every engine that allows one (default: fork)",
     )
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, rounds: int, json_name: str) -> None:
+    """``--workers``, ``--rounds``, ``--start-method`` and ``--json``."""
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds ({rounds})")
+    add_start_method(parser)
     parser.add_argument(
         "--json",
         nargs="?",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shlex
 import subprocess
@@ -46,12 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="workers for the main run (2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per workload (5)")
-    parser.add_argument(
-        "--start-method",
-        default="fork",
-        choices=multiprocessing.get_all_start_methods(),
-        help="start method for every engine (default: fork)",
-    )
+    report.add_start_method(parser)
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply jobs and items (default 1; 0.01: smoke)"
     )
