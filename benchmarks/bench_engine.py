@@ -1,15 +1,17 @@
-"""minipool against multiprocessing.Pool and ProcessPoolExecutor, in one run.
+"""minipool against every peer installed, workload by workload, in one run.
 
-    python benchmarks/bench_engine.py [--workers N ...] [--start-method fork]
-                                      [--rounds R] [--json [OUT.json]] [--only NAME ...]
+    python benchmarks/bench_engine.py [--workers N ...] [--start-method fork] [--rounds R]
+                                      [--scale F] [--json [OUT.json]] [--only NAME ...]
 
-Every engine runs in the same process (``lazy_memory``: in fresh child
-processes of it) with the same worker count and start method. The engines
-take turns within each round, in an order that rotates from round to round,
-so that a noisy neighbour slows all of them alike; each table gives the
-median, min and max over the rounds and the median's ratio to
-``multiprocessing.Pool``. See benchmarks/README.md for what each workload
-measures.
+The peers are multiprocessing.Pool, ProcessPoolExecutor and, from the
+``bench`` extra, loky, pebble, mpire and joblib (``engines.py``). Every
+engine runs in this process (``lazy_memory``: in fresh child processes of it)
+with the same worker count and, where it allows one, the same start method.
+Each sample gets a fresh pool; the samples take turns within each round, in an
+order that rotates from round to round, so that a noisy neighbour slows all of
+them alike. Each table gives the median, min and max over the rounds and the
+median's ratio to the row its target names. See benchmarks/README.md for what
+each workload measures; ``run_all.py`` runs this with the other benchmarks.
 """
 
 from __future__ import annotations
