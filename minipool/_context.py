@@ -2,23 +2,41 @@
 
 One ``WorkerContext`` exists per worker process, installed by the worker loop
 before ``init`` runs; in the caller there is none, which is how
-``worker_state()`` knows it was called in the wrong place.
+``worker_state()`` knows it was called in the wrong place. A Dask worker runs
+jobs of several pools in several threads, so there each job's thread has its
+own (``in_this_thread``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import length_hint
-from typing import Any
+from typing import Any, Protocol
 
-from ._shared import IDLE, SharedState
+from ._shared import IDLE
+
+
+class JobSlots(Protocol):
+    """The cells a worker writes its job in hand to (``_shared.SharedState``, or in a
+    Dask job thread its stand-in), indexed by ``WorkerContext.worker_id``."""
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    @property
+    def running_slots(self) -> Any: ...  # int64 cells: a job id, or IDLE
+
+    @property
+    def started_slots(self) -> Any: ...  # float cells: a timed job's monotonic() start
 
 
 @dataclass(slots=True)
 class WorkerContext:
     worker_id: int
-    shared: SharedState
+    shared: JobSlots
     state: Any = None
     logger: Any = None  # the structlog logger minipool.get_logger() binds
     # While an untracked chunk runs: its first job id, the iterator over its
@@ -36,6 +54,7 @@ class WorkerContext:
 
 
 _current: WorkerContext | None = None
+_per_thread = threading.local()
 
 
 def install(context: WorkerContext | None) -> None:
@@ -43,8 +62,20 @@ def install(context: WorkerContext | None) -> None:
     _current = context
 
 
+@contextlib.contextmanager
+def in_this_thread(context: WorkerContext) -> Iterator[None]:
+    """``context`` is the current one in this thread while the block runs."""
+    _per_thread.context = context
+    try:
+        yield
+    finally:
+        _per_thread.context = None
+
+
 def current() -> WorkerContext | None:
-    return _current
+    if _current is not None:
+        return _current
+    return getattr(_per_thread, "context", None)
 
 
 def worker_state() -> Any:
@@ -52,12 +83,13 @@ def worker_state() -> Any:
 
     Raises ``RuntimeError`` outside a minipool worker.
     """
-    if _current is None:
+    context = current()
+    if context is None:
         raise RuntimeError(
             "minipool.worker_state() is only available inside a job running in a "
             "minipool worker; in the caller, keep a reference to the state you need."
         )
-    return _current.state
+    return context.state
 
 
 def stop_requested() -> bool:
@@ -65,4 +97,5 @@ def stop_requested() -> bool:
 
     Always ``False`` outside a worker.
     """
-    return _current is not None and _current.shared.stop_requested
+    context = current()
+    return context is not None and context.shared.stop_requested

@@ -109,9 +109,13 @@ class LogShipper:
         self._spill.written()
 
 
-def install(levels: LogLevels, ship: Ship) -> FilteringBoundLogger:
-    """Route this worker's logging to ``ship``; return the logger ``get_logger`` binds."""
-    _route_stdlib_logging(levels, ShippingHandler(ship))
+def install(levels: LogLevels, ship: Ship, *, own_process: bool = True) -> FilteringBoundLogger:
+    """Route this worker's logging to ``ship``; return the logger ``get_logger`` binds.
+
+    ``own_process=False`` (a Dask worker, whose process is not ours) keeps the
+    handlers already there and adds the shipping one beside them.
+    """
+    _route_stdlib_logging(levels, ShippingHandler(ship), own_process)
     return _configure_structlog(levels.structlog, ship)
 
 
@@ -144,10 +148,10 @@ def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-def _route_stdlib_logging(levels: LogLevels, handler: logging.Handler) -> None:
+def _route_stdlib_logging(levels: LogLevels, handler: logging.Handler, own_process: bool) -> None:
     root = logging.getLogger()
     for logger in [root, *list(root.manager.loggerDict.values())]:
-        if isinstance(logger, logging.Logger):
+        if own_process and isinstance(logger, logging.Logger):
             logger.handlers.clear()
     root.setLevel(levels.root)
     root.addHandler(handler)

@@ -87,7 +87,7 @@ class LogSpill:
 
     def alone(self, record: bytes) -> bytes:
         """A ``LOGS`` payload for one event too big for the spill, sent while it is empty."""
-        return b"".join((_GENERATION.pack(self._generation), _LENGTH.pack(len(record)), record))
+        return pack_events([record], self._generation)
 
     def written(self) -> None:
         """The payload reached the pipe: empty the spill and move to the next generation."""
@@ -107,6 +107,14 @@ class LogSpill:
         if used == 0 or generation == delivered_generation:
             return None
         return self._view[_GENERATION.size : _DATA_START + used]
+
+
+def pack_events(records: list[bytes], generation: int = 0) -> bytes:
+    """A ``LOGS`` payload holding ``records``, as ``decode_events`` reads it."""
+    parts = [_GENERATION.pack(generation)]
+    for record in records:
+        parts += (_LENGTH.pack(len(record)), record)
+    return b"".join(parts)
 
 
 def generation_of(payload: memoryview) -> int:
@@ -130,7 +138,7 @@ def _picklable_or_repr(value: Any) -> Any:
     return value
 
 
-def decode_events(payload: memoryview) -> Iterator[tuple[int, dict[str, Any]] | Exception]:
+def decode_events(payload: bytes | memoryview) -> Iterator[tuple[int, dict[str, Any]] | Exception]:
     """The ``(kind, fields)`` of each event in a ``LOGS`` payload, or why one did not unpickle."""
     position = _GENERATION.size
     end = len(payload)

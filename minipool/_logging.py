@@ -111,7 +111,7 @@ class LogRouter:
         self._sink = sink
         self._failed = False
 
-    def deliver(self, worker_id: int, pid: int, payload: memoryview) -> None:
+    def deliver(self, worker_id: Any, pid: int, payload: bytes | memoryview) -> None:
         """Deliver each event of a ``LOGS`` payload; never raises into the master loop."""
         route = self._to_sink if self._sink is not None else _CallerLogging().route
         for event in decode_events(payload):

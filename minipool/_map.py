@@ -26,8 +26,8 @@ from functools import partial
 from itertools import chain, count, islice
 from typing import Any, cast
 
+from ._backends import Backend
 from ._checks import check_seconds
-from ._master import Master
 from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._scheduling import ChunkSizer
@@ -46,7 +46,7 @@ CHUNKS_PER_WORKER = 4
 
 def map_jobs(
     owner: object,
-    master: Master,
+    master: Backend,
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
     *,
@@ -99,7 +99,7 @@ class _MapRun:
 
     def __init__(
         self,
-        master: Master,
+        master: Backend,
         fn: Callable[..., Any],
         inputs: Iterator[Any] | list[Any],
         star: bool,

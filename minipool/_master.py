@@ -61,9 +61,9 @@ import selectors
 import threading
 from collections import deque
 from functools import partial
-from typing import Any
 
-from ._errors import InitError, PoolError, RemoteError, copy_error, note_attempts
+from ._errors import InitError, PoolError, copy_error
+from ._ledger import Ledger
 from ._log_spill import LogSpill, generation_of
 from ._logging import LogRouter, LogSink, worker_levels
 from ._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING
@@ -118,10 +118,7 @@ class Master:
         self._cancel_pending = False
         self._broken: PoolError | None = None
         self._init_failures = 0  # in a row, across workers; reset by a successful init
-        # Counters for stats(); completed jobs are counted in _shared.
-        self._submitted = 0
-        self._failed = 0
-        self._retried = 0
+        self._ledger = Ledger(retries, self._retry, self._shared.add_completed)
         self._restarts = 0
         self._crashes = 0  # worker deaths that cost jobs (crashes, timeouts)
         self._selector = selectors.DefaultSelector()
@@ -160,7 +157,7 @@ class Master:
                     "create a new minipool.Pool"
                 )
             self._pending.extend(tasks)
-            self._submitted += sum(task.size for task in tasks)
+            self._ledger.submitted += sum(task.size for task in tasks)
             self._wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
@@ -197,10 +194,10 @@ class Master:
     def stats(self) -> PoolStats:
         alive = [worker for worker in list(self._workers) if worker is not None]
         return PoolStats(
-            submitted=self._submitted,
+            submitted=self._ledger.submitted,
             completed=self._shared.completed,
-            failed=self._failed,
-            retried=self._retried,
+            failed=self._ledger.failed,
+            retried=self._ledger.retried,
             running=sum(worker.jobs_in_flight for worker in alive),
             workers_alive=len(alive),
             worker_restarts=self._restarts,
@@ -332,22 +329,9 @@ class Master:
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         task = worker.finished()
-        try:
-            outcome = loads(payload)
-        except Exception as error:
-            self._fail(task, _unreadable_results(task, error))
-            return
-        if outcome.values is None:
-            assert outcome.errors is not None
-            self._fail(task, rebuild_exception(outcome.errors[0]))
-            return
-        self.timer.observe(task.size, outcome.seconds)
-        errors = {}
-        if outcome.errors:
-            errors = {
-                position: rebuild_exception(info) for position, info in outcome.errors.items()
-            }
-        self._finish(task, outcome.values, errors, outcome.seconds, len(payload))
+        outcome = self._ledger.settle(task, payload)
+        if outcome is not None:
+            self.timer.observe(task.size, outcome.seconds)
 
     def _on_init_failed(self, worker: WorkerHandle, payload: memoryview) -> None:
         cause = rebuild_exception(loads(payload))
@@ -414,7 +398,7 @@ class Master:
         job_id, running[worker.slot] = running[worker.slot], IDLE
         if self._broken is not None:
             for task in tasks:
-                self._fail(task, self._broken)
+                self._ledger.fail(task, self._broken)
             return
         if self._shared.stop_requested and exitcode == 0:
             for task in tasks:
@@ -428,7 +412,7 @@ class Master:
             self._requeue([*tasks[:culprit], before, after, *tasks[culprit + 1 :]])
             job = suspect.first_job_id + position
             error = worker.crash_error(exitcode, job, suspect.timeout)
-            self._finish(suspect.part(position, position + 1), [None], {0: error})
+            self._ledger.finish(suspect.part(position, position + 1), [None], {0: error})
         else:
             # Which of its jobs killed the worker is unknown: they all run
             # again, tracked, and a job that crashes again is pinned down then.
@@ -448,57 +432,8 @@ class Master:
 
     # ---- outcomes ------------------------------------------------------------------
 
-    def _finish(
-        self,
-        task: Task,
-        values: list[Any],
-        errors: dict[int, BaseException],
-        seconds: float = 0.0,
-        nbytes: int = 0,
-    ) -> None:
-        """Deliver the outcomes of ``task``'s jobs; failed ones with retries left run again.
-
-        ``seconds`` and ``nbytes``: how long the worker ran them and how big
-        their pickled outcome was, for sizing later chunks.
-        """
-        if not errors or task.attempts >= self.retries:
-            if errors and self.retries:
-                for error in errors.values():
-                    note_attempts(error, task.attempts + 1)
-            self._deliver(task, 0, values, errors, seconds, nbytes)
-            return
-        failed = sorted(errors)
-        self._retried += len(failed)
-        self._pending.extendleft(
-            task.part(position, position + 1, attempts=task.attempts + 1)
-            for position in reversed(failed)
-        )
-        start = 0
-        for stop in [*failed, task.size]:  # the runs of successes between failures
-            if stop > start:
-                self._deliver(task, start, values[start:stop], {}, 0.0)
-            start = stop + 1
-
-    def _deliver(
-        self,
-        task: Task,
-        start: int,
-        values: list[Any],
-        errors: dict[int, BaseException],
-        seconds: float,
-        nbytes: int = 0,
-    ) -> None:
-        """Outcomes for ``task``'s jobs from ``start`` on, to the caller, no retry."""
-        # Count first: a done-callback or a woken caller must see the job counted.
-        self._failed += len(errors)
-        self._shared.add_completed(len(values))
-        task.receiver.deliver(task.offset + start, values, errors, seconds, nbytes)
-
-    def _fail(self, task: Task, error: BaseException) -> None:
-        """Every job of ``task`` fails with ``error``, not retried (it would fail again)."""
-        if task.receiver.start():
-            errors = dict.fromkeys(range(task.size), error)
-            self._deliver(task, 0, [None] * task.size, errors, 0.0)
+    def _retry(self, tasks: list[Task]) -> None:
+        self._pending.extendleft(reversed(tasks))
 
     def _break(self, error: PoolError) -> None:
         """The pool cannot run jobs (init fails): fail everything waiting, let workers exit."""
@@ -506,7 +441,7 @@ class Master:
             self._broken = error
             self._closing = True
         while self._pending:
-            self._fail(self._pending.popleft(), error)
+            self._ledger.fail(self._pending.popleft(), error)
 
     def _abandon(self, error: BaseException) -> None:
         """The master loop itself failed (a bug): leave nothing waiting and no process behind."""
@@ -516,7 +451,7 @@ class Master:
         for worker in self._workers:
             if worker is not None:
                 for task in worker.in_flight:
-                    self._fail(task, failure)
+                    self._ledger.fail(task, failure)
                 worker.reap()
 
     # ---- workers -------------------------------------------------------------------
@@ -556,12 +491,3 @@ class Master:
             self._wakeup_writer = -1
         os.close(self._wakeup_reader)
         self._selector.close()
-
-
-def _unreadable_results(task: Task, error: Exception) -> PoolError:
-    last = task.first_job_id + task.size - 1
-    return RemoteError(
-        type(error).__qualname__,
-        f"the results of jobs {task.first_job_id}..{last} could not be unpickled in the "
-        f"caller: {error}. Return values whose classes the caller can import.",
-    )

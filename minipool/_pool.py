@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import cloudpickle
 
 from . import _exits
+from ._backends import Backend, dask_backend
 from ._checks import check_positive, check_seconds
 from ._logging import check_log_level
 from ._map import map_jobs
@@ -73,10 +74,11 @@ class Pool(Executor):
         retries: int = 0,
         log_sink: Callable[[dict[str, Any]], object] | None = None,
         log_level: int | str | None = None,
+        cluster: Any = None,
     ) -> None:
-        if workers is None:
-            workers = _cpu_count()
-        check_positive("workers", workers, "for one per CPU")
+        if workers is not None or cluster is None or cluster == "local":
+            workers = _cpu_count() if workers is None else workers
+            check_positive("workers", workers, "for one per CPU")
         if max_tasks_per_worker is not None:
             check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
         if max_worker_memory is not None:
@@ -89,25 +91,40 @@ class Pool(Executor):
             raise TypeError(
                 f"log_sink must be a callable that takes each worker event dict, got {log_sink!r}"
             )
-        self._master = Master(
-            workers=workers,
-            init=_pickle_init(init, init_args),
-            start_method=_check_start_method(start_method),
-            max_tasks_per_worker=max_tasks_per_worker,
-            max_worker_memory=max_worker_memory,
-            task_timeout=task_timeout,
-            retries=retries,
-            log_sink=log_sink,
-            log_level=check_log_level(log_level),
-        )
+        options: dict[str, Any] = {
+            "init": _pickle_init(init, init_args),
+            "task_timeout": task_timeout,
+            "retries": retries,
+            "log_sink": log_sink,
+            "log_level": check_log_level(log_level),
+        }
+        self._backend: Backend
+        if cluster is None:
+            assert workers is not None  # set above
+            self._backend = Master(
+                workers=workers,
+                start_method=_check_start_method(start_method),
+                max_tasks_per_worker=max_tasks_per_worker,
+                max_worker_memory=max_worker_memory,
+                **options,
+            )
+        else:
+            _check_cluster_options(
+                cluster,
+                workers=workers,
+                start_method=start_method,
+                max_tasks_per_worker=max_tasks_per_worker,
+                max_worker_memory=max_worker_memory,
+            )
+            self._backend = dask_backend(cluster, workers=workers, **options)
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
-        weakref.finalize(self, self._master.shutdown, wait=False, cancel_pending=False)
-        _exits.register(self._master)
+        weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
+        _exits.register(self._backend)
 
     @property
     def workers(self) -> int:
         """How many worker processes the pool keeps running."""
-        return self._master.workers
+        return self._backend.workers
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` in a worker; return its ``Future``.
@@ -118,7 +135,7 @@ class Pool(Executor):
         if not callable(fn):
             raise TypeError(f"submit() needs a callable as fn, got {fn!r}")
         future: Future[T] = Future()
-        first = self._master.reserve_job_ids(1)
+        first = self._backend.reserve_job_ids(1)
         try:
             task = Task(
                 first,
@@ -127,14 +144,14 @@ class Pool(Executor):
                 True,
                 kwargs or None,
                 JobReceiver(future),
-                timeout=self._master.task_timeout,
+                timeout=self._backend.task_timeout,
             )
         except Exception as error:
             raise TypeError(
                 f"cannot send {_name(fn)} and its arguments to a worker: {error}. Pass picklable "
                 "arguments, or create the unpicklable object inside the job or in init."
             ) from error
-        self._master.enqueue([task])
+        self._backend.enqueue([task])
         return future
 
     def map(
@@ -161,7 +178,7 @@ class Pool(Executor):
         """
         return map_jobs(
             self,
-            self._master,
+            self._backend,
             fn,
             iterables,
             timeout=timeout,
@@ -178,7 +195,7 @@ class Pool(Executor):
         Workers run their teardown and exit. With ``wait=False`` this returns at
         once and the pool cleans up in the background.
         """
-        self._master.shutdown(wait=wait, cancel_pending=cancel_futures)
+        self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
 
     def stop(self) -> None:
         """Stop soon: workers finish the job in hand, tear down and exit.
@@ -186,7 +203,7 @@ class Pool(Executor):
         Jobs not started are cancelled; ``minipool.stop_requested()`` turns
         true inside running jobs. Returns at once; ``shutdown()`` waits.
         """
-        self._master.stop()
+        self._backend.stop()
 
     def __exit__(
         self,
@@ -196,14 +213,28 @@ class Pool(Executor):
     ) -> None:
         """Wait for the jobs, as ``shutdown()`` does; on Ctrl-C or SystemExit, ``stop()``."""
         if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            _exits.leave(self._master)
+            _exits.leave(self._backend)
         else:
             self.shutdown(wait=True)
 
     @property
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters."""
-        return self._master.stats()
+        return self._backend.stats()
+
+
+def _check_cluster_options(cluster: Any, **options: Any) -> None:
+    """Refuse the options that only the process pool has, saying what Dask offers instead."""
+    instead = {
+        "workers": "the cluster decides how many workers it has (pass workers only "
+        'with cluster="local")',
+        "start_method": "Dask starts its own worker processes",
+        "max_tasks_per_worker": "give `dask worker` a --lifetime to recycle workers",
+        "max_worker_memory": "give `dask worker` a --memory-limit",
+    }
+    for name, value in options.items():
+        if value is not None and not (name == "workers" and cluster == "local"):
+            raise ValueError(f"{name} cannot be used with cluster={cluster!r}: {instead[name]}")
 
 
 def _check_start_method(method: str | None) -> str:

@@ -215,7 +215,7 @@ class _Run:
             self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
             outcomes = map_jobs(
                 pool,
-                pool._master,
+                pool._backend,
                 functools.partial(run_record, fn),
                 (self._feed(records),),
                 timeout=None,
@@ -230,7 +230,7 @@ class _Run:
             pool.shutdown()
         except KeyboardInterrupt:  # a third signal: stuck (reading a slow stdin, say)
             if pool is not None:
-                pool._master.kill_workers()
+                pool._backend.kill_workers()
                 pool.shutdown(wait=True)
             self.interrupted = True
         finally:
@@ -263,7 +263,7 @@ class _Run:
                 )
                 self.second_signal.wait()
             if not self.ended.is_set():
-                pool._master.kill_workers()
+                pool._backend.kill_workers()
 
         threading.Thread(target=act, name="minipool-runner-signals", daemon=True).start()
 

@@ -98,7 +98,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     outbox = Outbox(results.fileno())
     flush = functools.partial(shipper.flush, outbox)
     try:
-        context.state, teardown = _start(config.init)
+        context.state, teardown = start(config.init)
     except BaseException as error:
         outbox.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
         flush()
@@ -141,7 +141,7 @@ def _start_lifeline(jobs_fd: int, tick: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="minipool-lifeline", daemon=True).start()
 
 
-def _start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
+def start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
     """Run ``init``; return the worker state and the teardown to run at exit."""
     if init_blob is None:
         return None, _nothing
@@ -183,14 +183,7 @@ def _serve(
             kind, payload = frames.popleft()
             if kind != CHUNK or context.shared.stop_requested:
                 return
-            try:
-                chunk: Chunk = loads(payload)
-                fn = functions.load(chunk.fn)
-            except Exception as error:
-                outbox.add(OUTCOME, dumps(_unreadable_chunk(error), protocol=PROTOCOL))
-                continue
-            outcome = run_chunk(chunk, fn, context)
-            outbox.add(OUTCOME, encode_outcome(outcome))
+            outbox.add(OUTCOME, execute(payload, functions, context))
             if max_memory is not None and resident_bytes() > max_memory:
                 outbox.add(RECYCLING)
                 return
@@ -198,6 +191,18 @@ def _serve(
                 flush()
     finally:
         flush()
+
+
+def execute(
+    payload: bytes | memoryview, functions: FunctionCache, context: _context.WorkerContext
+) -> bytes:
+    """Run a pickled ``Chunk``; return its pickled ``Outcome``. Every backend runs jobs here."""
+    try:
+        chunk: Chunk = loads(payload)
+        fn = functions.load(chunk.fn)
+    except Exception as error:
+        return dumps(_unreadable_chunk(error), protocol=PROTOCOL)
+    return encode_outcome(run_chunk(chunk, fn, context))
 
 
 def _unreadable_chunk(error: Exception) -> Outcome:

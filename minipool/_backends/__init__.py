@@ -1,0 +1,83 @@
+"""Where jobs run: the protocol every backend implements, and how ``Pool`` picks one.
+
+    Pool / map_jobs ──► Backend.enqueue(tasks) ──► processes: _master.Master
+                                                   (worker processes of its own)
+                   ◄── Task.receiver.deliver   ◄── dask: _backends.dask.DaskBackend
+                                                   (a distributed.Client)
+
+Both run a chunk of jobs with ``_worker.run_chunk`` and pickle what came back
+with ``_worker.encode_outcome`` in the process that ran it, and both settle
+outcomes in the caller with ``_ledger.Ledger``: the code that runs a job and
+decides its outcome is the same on every backend.
+
+``_backends.dask`` imports ``distributed``; it is imported only when a pool is
+given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._stats import PoolStats
+from .._tasks import Task
+
+if TYPE_CHECKING:
+    from .dask import DaskBackend
+
+INSTALL_CLUSTER_EXTRA = "pip install 'minipool[cluster]'"
+
+
+class Backend(Protocol):
+    """What ``Pool`` and ``map`` need from the thing that runs their jobs."""
+
+    @property
+    def workers(self) -> int:
+        """How many jobs can run at once (worker processes, or Dask worker threads)."""
+
+    @property
+    def max_tasks_per_worker(self) -> int | None: ...
+
+    @property
+    def task_timeout(self) -> float | None: ...
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    @property
+    def running(self) -> bool:
+        """Jobs or workers are still being looked after."""
+
+    def reserve_job_ids(self, count: int) -> int:
+        """The first of ``count`` consecutive job ids, never handed out again."""
+
+    def enqueue(self, tasks: list[Task]) -> None:
+        """Accept ``tasks``; raise ``RuntimeError`` once shut down, or the pool's breaking error."""
+
+    def crash_safe_jobs(self) -> int | None:
+        """How many jobs a chunk should hold, given how often workers die; None: no limit."""
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait until ``running`` is false; whether it is."""
+
+    def kill_workers(self) -> None:
+        """Last resort at interpreter exit: end whatever runs jobs for this pool now."""
+
+    def stats(self) -> PoolStats: ...
+
+
+def dask_backend(cluster: Any, **options: Any) -> DaskBackend:
+    """The Dask backend on ``cluster``; without the ``cluster`` extra, say how to install it."""
+    try:
+        from .dask import DaskBackend
+    except ImportError as error:
+        if (error.name or "").partition(".")[0] not in ("dask", "distributed"):
+            raise
+        raise ImportError(
+            f"Pool(cluster=...) runs jobs on Dask distributed, which is not installed "
+            f"({error}). Install it with: {INSTALL_CLUSTER_EXTRA}"
+        ) from error
+    return DaskBackend(cluster, **options)
