@@ -1,0 +1,326 @@
+"""The Dask backend: ``Pool(cluster=...)`` runs its jobs on a Dask distributed cluster.
+
+  caller threads              DaskBackend (caller's process)        Dask scheduler and workers
+  ──────────────              ──────────────────────────────        ──────────────────────────
+  Pool.submit / Pool.map
+    pickle a chunk (Task)
+    enqueue ─────────────────► client.submit(run_task, chunk) ────► a worker thread runs it
+                                _in_flight[key] = (future, task)     (see dask_worker)
+  Future / map chunk ◄── Ledger.settle ◄─┐
+  log_sink / logging ◄── LogRouter ◄─────┴─ _on_done, in Dask's ◄── (logs, Outcome)
+                                            callback thread      ◄── KilledWorker: the worker
+                                                                      died mid-job
+  Pool.stop()   ──────────────► client.run(request_stop) ─────────► stop_requested() is true
+  Pool.shutdown ──────────────► (once nothing is in flight)
+                                client.unregister_worker_plugin ──► init's teardown
+
+Dask does the distribution: its scheduler places each task, and minipool adds
+no transport and opens no listener of its own. A map stays bounded because
+``_map`` submits a chunk only as one finishes, never ``client.map`` over the
+whole input. Every outcome comes back through ``Ledger``, as on the process
+pool, so errors, ``retries`` and ``stats`` mean the same.
+
+Worker deaths. A task whose worker died comes back as ``KilledWorker`` once
+Dask stops re-running it (``distributed.scheduler.allowed-failures``: 3 by
+default on a cluster of your own, 0 on ``"local"``, where ``retries`` alone
+decides). A one-job task then gets ``WorkerCrashed``; the jobs of a bigger one
+run again alone, so that the next death pins down the job that causes it. On
+``"local"`` each worker holds one task at a time (``worker-saturation`` 1.0),
+so a death is blamed on the job that ran, not on one queued behind it.
+
+Timeouts. A job that overruns ``task_timeout`` is reported by its worker (see
+``dask_worker._execute_timed``) and its worker restarted through its nanny;
+a task killed by that restart did nothing wrong and runs again, unblamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from typing import Any
+
+import dask
+from distributed import Client, LocalCluster
+from distributed import Future as DaskFuture
+from distributed.scheduler import KilledWorker
+
+from .._errors import InitError, PoolError, WorkerCrashed
+from .._ledger import Ledger
+from .._logging import LogRouter, LogSink, worker_levels
+from .._stats import PoolStats
+from .._tasks import Task
+from .dask_worker import WorkerSetup, request_stop, run_task
+
+# The local cluster: Dask's re-runs of a task whose worker died would come
+# before (and on top of) the pool's `retries`; and with one task per worker
+# thread, the task that was running is the one a death is blamed on.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+# How long to wait for a scheduler that does not answer.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+class DaskBackend:
+    """Runs a pool's tasks on a Dask cluster; see the module docstring."""
+
+    max_tasks_per_worker = None
+
+    def __init__(
+        self,
+        cluster: Any,
+        *,
+        workers: int | None,
+        init: bytes | None,
+        task_timeout: float | None,
+        retries: int,
+        log_sink: LogSink | None,
+        log_level: int | None,
+    ) -> None:
+        self.task_timeout = task_timeout
+        self._client, self._owned = _connect(cluster, workers)
+        self._name = f"minipool-{uuid.uuid4().hex}"  # of the plugin, and the pool on workers
+        self._logs = LogRouter(log_sink)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when _in_flight empties
+        self._in_flight: dict[str, tuple[DaskFuture[Any], Task]] = {}
+        self._next_job_id = 0
+        self._completed = 0
+        self._restarts = 0
+        self._restarted: set[str] = set()  # addresses of workers restarted for a timeout
+        self._ledger = Ledger(retries, self._submit, self._count_completed)
+        self._closing = False
+        self._stopped = False
+        self._closed = threading.Event()
+        try:
+            self._start_workers(init, log_level)
+            self.workers = max(1, sum(self._client.nthreads().values()))
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _start_workers(self, init: bytes | None, log_level: int | None) -> None:
+        plugin = WorkerSetup(self._name, init, worker_levels(log_level))
+        try:
+            self._client.register_plugin(plugin, name=self._name)
+        except Exception as cause:
+            with contextlib.suppress(Exception):
+                self._client.unregister_worker_plugin(self._name)
+            error = InitError(
+                f"init failed on a Dask worker: {type(cause).__name__}: {cause}. No job can "
+                "run; fix init and create a new Pool."
+            )
+            raise error from cause
+
+    # ---- called from caller threads ------------------------------------------------
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopped
+
+    @property
+    def running(self) -> bool:
+        return not self._closed.is_set()
+
+    def reserve_job_ids(self, count: int) -> int:
+        with self._lock:
+            first = self._next_job_id
+            self._next_job_id += count
+            return first
+
+    def crash_safe_jobs(self) -> int | None:
+        return None  # a dead worker's chunk runs again job by job (see _on_killed)
+
+    def enqueue(self, tasks: list[Task]) -> None:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(
+                    "cannot submit jobs to a pool that was shut down or stopped; "
+                    "create a new minipool.Pool"
+                )
+            self._ledger.submitted += sum(task.size for task in tasks)
+        self._submit(tasks)
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            first = not self._closing
+            self._closing = True
+            unfinished = [future for future, _ in self._in_flight.values()]
+        if cancel_pending and unfinished:
+            # Dask cannot tell a queued task from a running one: every job
+            # without an outcome yet is cancelled (a running one finishes unseen).
+            with contextlib.suppress(Exception):
+                self._client.cancel(unfinished)
+        if first:
+            threading.Thread(target=self._close, name="minipool-dask-close", daemon=True).start()
+        if wait and threading.current_thread().name.startswith("Dask-Callback"):
+            return  # a done-callback waiting here would wait for itself
+        if wait:
+            self._closed.wait()
+
+    def stop(self) -> None:
+        self._stopped = True
+        with contextlib.suppress(Exception):
+            self._client.run(request_stop, self._name)
+        self.shutdown(wait=False, cancel_pending=True)
+
+    def join(self, timeout: float | None) -> bool:
+        return self._closed.wait(timeout)
+
+    def kill_workers(self) -> None:
+        """At interpreter exit: close a local cluster now; never touch a cluster of the user's."""
+        self._disconnect()
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            running = sum(task.size for _, task in self._in_flight.values())
+        alive = 0
+        if not self._closed.is_set():
+            with contextlib.suppress(Exception):
+                alive = len(self._client.nthreads())
+        return PoolStats(
+            submitted=self._ledger.submitted,
+            completed=self._completed,
+            failed=self._ledger.failed,
+            retried=self._ledger.retried,
+            running=running,
+            workers_alive=alive,
+            worker_restarts=self._restarts,
+        )
+
+    # ---- submitting and settling ---------------------------------------------------
+
+    def _submit(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            # A timed job goes alone: its worker reports it overrunning by itself.
+            for piece in task.pieces(1) if task.timeout is not None else [task]:
+                if piece.receiver.start():
+                    self._submit_one(piece)
+
+    def _submit_one(self, task: Task) -> None:
+        key = f"minipool-job-{task.first_job_id}-{uuid.uuid4().hex}"
+        with self._lock:
+            future = self._client.submit(
+                run_task, self._name, task.payload, task.timeout, key=key, pure=False
+            )
+            self._in_flight[key] = (future, task)
+        future.add_done_callback(self._on_done)
+
+    def _count_completed(self, count: int) -> None:
+        self._completed += count
+
+    def _on_done(self, future: DaskFuture[Any]) -> None:
+        """A task ended (Dask's callback thread): settle its jobs."""
+        with self._lock:
+            _, task = self._in_flight.pop(str(future.key))
+        try:
+            self._settle(future, task)
+        finally:
+            with self._lock:
+                if not self._in_flight:
+                    self._idle.notify_all()
+
+    def _settle(self, future: DaskFuture[Any], task: Task) -> None:
+        if future.cancelled():
+            task.receiver.cancel("the pool was stopped before this job ran")
+            return
+        try:
+            worker, address, pid, logs, outcome, overran = future.result()
+        except KilledWorker as error:
+            self._on_killed(task, error)
+            return
+        except Exception as error:  # the scheduler went away, say
+            self._ledger.fail(task, _dask_failed(task, error))
+            return
+        if overran:
+            self._restart(address)
+        self._logs.deliver(worker, pid, logs)
+        self._ledger.settle(task, outcome)
+
+    def _on_killed(self, task: Task, error: KilledWorker) -> None:
+        address = getattr(error.last_worker, "address", str(error.last_worker))
+        if address in self._restarted or task.size > 1:
+            # Innocent (its worker was restarted under it), or which of its
+            # jobs killed the worker is unknown: run them again, each alone.
+            self._submit(task.pieces(1))
+            return
+        self._restarts += 1
+        crash = WorkerCrashed(
+            f"the Dask worker {address} died while running job {task.first_job_id} (Dask: "
+            "KilledWorker; often the OOM killer or a crash in C code). Dask replaces its "
+            "workers; see that worker's log for why it died.",
+            job_id=task.first_job_id,
+        )
+        self._ledger.finish(task, [None], {0: crash})
+
+    def _restart(self, address: str) -> None:
+        """Replace a worker whose job overran (a thread cannot be stopped, a process can)."""
+        self._restarted.add(address)
+        self._restarts += 1
+        threading.Thread(
+            target=self._restart_quietly, args=(address,), name="minipool-dask-restart"
+        ).start()
+
+    def _restart_quietly(self, address: str) -> None:
+        with contextlib.suppress(Exception):  # a worker without a nanny cannot restart
+            self._client.restart_workers([address], raise_for_error=False)
+
+    # ---- closing -------------------------------------------------------------------
+
+    def _close(self) -> None:
+        with self._idle:
+            while self._in_flight:
+                self._idle.wait()
+        with contextlib.suppress(Exception):  # runs the teardown on every worker
+            self._client.unregister_worker_plugin(self._name)
+        self._disconnect()
+        self._closed.set()
+
+    def _disconnect(self) -> None:
+        for owned in self._owned:
+            with contextlib.suppress(Exception):
+                owned.close()
+
+
+def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
+    """A client for ``cluster``, and what minipool made (and so closes), client first."""
+    if isinstance(cluster, Client):
+        return cluster, []
+    if cluster == "local":
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+            local = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",  # nothing outside this machine can reach it
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,  # its failures reach the caller as errors
+            )
+        client = Client(local, set_as_default=False)
+        return client, [client, local]
+    if not isinstance(cluster, str):
+        raise TypeError(
+            "cluster must be a Dask scheduler address such as 'tcp://10.0.0.5:8786', a "
+            f"distributed.Client, or 'local' for a cluster on this machine; got {cluster!r}"
+        )
+    try:
+        client = Client(cluster, set_as_default=False, timeout=CONNECT_TIMEOUT_SECONDS)
+    except OSError as error:
+        raise OSError(
+            f"could not connect to the Dask scheduler at {cluster!r}: {error}. Start one with "
+            "`dask scheduler` (and workers with `dask worker ADDRESS`), or check the address."
+        ) from error
+    return client, [client]
+
+
+def _dask_failed(task: Task, error: Exception) -> PoolError:
+    last = task.first_job_id + task.size - 1
+    failure = PoolError(
+        f"Dask could not run jobs {task.first_job_id}..{last}: {type(error).__name__}: "
+        f"{error}. Check that the cluster is up and that its workers have minipool installed."
+    )
+    failure.__cause__ = error
+    return failure

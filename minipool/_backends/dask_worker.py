@@ -1,0 +1,227 @@
+"""What runs inside a Dask worker for a minipool pool: its init plugin and its task.
+
+    caller (DaskBackend)                         Dask worker process
+    ────────────────────                         ───────────────────
+    client.register_plugin(WorkerSetup) ───────► WorkerSetup.setup: init → PoolSetup
+    client.submit(run_task, name, chunk) ──────► run_task: _worker.execute(chunk) in a
+                                                   job thread with its WorkerContext
+    Ledger.settle / LogRouter.deliver    ◄────── (worker name, pid, LOGS payload, Outcome)
+    client.run(request_stop, name)       ──────► PoolSetup.stopped: stop_requested()
+    client.unregister_worker_plugin      ──────► WorkerSetup.teardown: the init's teardown
+                                                  (also when the worker closes)
+
+A Dask worker may serve several pools, each job in a thread of its own, so
+what a pool's jobs share lives in ``_pools`` here, keyed by the pool's plugin
+name: an importable module is the one place that a plugin and a task, both
+possibly pickled by value from the caller's ``__main__``, see alike.
+
+What a job logs is collected per thread and returned with its outcome, so the
+caller delivers a job's events before its result, as on the process pool.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import WorkerPlugin, get_worker
+
+from .. import _context
+from .._errors import InitError, TaskTimeout
+from .._log_shipping import install as install_logging
+from .._log_spill import encode_event, pack_events
+from .._logging import STRUCTLOG_EVENT, LogLevels
+from .._messages import Chunk, ErrorInfo, Outcome
+from .._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
+from .._shared import IDLE
+from .._worker import execute, start
+
+# What run_task returns: the worker's name, address and pid, a LOGS payload, a
+# pickled Outcome, and whether the job overran task_timeout (its worker must go).
+TaskResult = tuple[Any, str, int, bytes, bytes, bool]
+
+
+@dataclass
+class PoolSetup:
+    """One pool's state in this worker process."""
+
+    state: Any = None
+    teardown: Callable[[], None] | None = None
+    init_error: ErrorInfo | None = None
+    stopped: bool = False
+    functions: FunctionCache = field(default_factory=FunctionCache)
+    # What init logged, shipped with the next outcome of this pool here.
+    init_logs: list[bytes] = field(default_factory=list)
+
+
+_pools: dict[str, PoolSetup] = {}
+
+
+class WorkerSetup(WorkerPlugin):
+    """Runs the pool's ``init`` once per Dask worker process, and its teardown at the end."""
+
+    def __init__(self, name: str, init: bytes | None, levels: LogLevels) -> None:
+        self.name = name
+        self.init = init
+        self.levels = levels
+
+    def setup(self, worker: Any) -> None:
+        _install_logging(self.levels)
+        setup = _pools[self.name] = PoolSetup()
+        with _collected_logs() as events:
+            try:
+                setup.state, setup.teardown = start(self.init)
+            except BaseException as error:
+                setup.init_error = error_info(error)
+                raise  # register_plugin() raises it in the caller
+            finally:
+                setup.init_logs = events
+
+    def teardown(self, worker: Any) -> None:
+        setup = _pools.pop(self.name, None)
+        if setup is not None and setup.teardown is not None:
+            setup.teardown()
+
+
+def request_stop(name: str) -> None:
+    """``Pool.stop()``: from now on ``stop_requested()`` is true in this pool's jobs here."""
+    setup = _pools.get(name)
+    if setup is not None:
+        setup.stopped = True
+
+
+def run_task(name: str, payload: bytes, timeout: float | None) -> TaskResult:
+    """The Dask task of every minipool chunk: run it here, return its outcome and its logs."""
+    worker = get_worker()
+    setup = _pools.get(name)
+    events: list[bytes] = []
+    overran = False
+    if setup is None or setup.init_error is not None:
+        outcome = _init_failed(payload, worker.name, setup)
+    elif timeout is None:
+        outcome = _execute(payload, setup, events)
+    else:
+        outcome, overran = _execute_timed(payload, setup, events, timeout, worker.name)
+        events = list(events)  # an overrunning job may still be adding to it
+    if setup is not None and setup.init_logs:
+        events[:0], setup.init_logs = setup.init_logs, []
+    return worker.name, worker.address, os.getpid(), pack_events(events), outcome, overran
+
+
+class _JobSlots:
+    """What ``run_chunk`` and ``stop_requested()`` read: one job thread's stand-in for
+    ``SharedState``, its slot 0 (the caller never reads it: Dask knows where jobs run)."""
+
+    __slots__ = ("_setup", "running_slots", "started_slots")
+
+    def __init__(self, setup: PoolSetup) -> None:
+        self._setup = setup
+        self.running_slots = [IDLE]
+        self.started_slots = [0.0]
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._setup.stopped
+
+
+def _execute(payload: bytes, setup: PoolSetup, events: list[bytes]) -> bytes:
+    context = _context.WorkerContext(0, _JobSlots(setup), setup.state, _logger)
+    with _context.in_this_thread(context), _collected_logs(events):
+        return execute(payload, setup.functions, context)
+
+
+def _execute_timed(
+    payload: bytes, setup: PoolSetup, events: list[bytes], timeout: float, worker: Any
+) -> tuple[bytes, bool]:
+    """Run the chunk (of one job: the backend sends timed jobs alone) in a thread of its own.
+
+    A thread cannot be stopped, so a job that overruns is left running and
+    reported as ``TaskTimeout``; the caller then restarts this worker.
+    """
+    done: list[bytes] = []
+    thread = threading.Thread(
+        target=lambda: done.append(_execute(payload, setup, events)),
+        name="minipool-timed-job",
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout)
+    if done:
+        return done[0], False
+    chunk: Chunk = loads(payload)
+    error = TaskTimeout(
+        f"job {chunk.first_job_id} ran longer than task_timeout ({timeout:g} s) on Dask worker "
+        f"{worker!r}; that worker is being restarted",
+        job_id=chunk.first_job_id,
+        seconds=timeout,
+    )
+    return _failed(chunk, error_info(error)), True
+
+
+def _init_failed(payload: bytes, worker: Any, setup: PoolSetup | None) -> bytes:
+    chunk: Chunk = loads(payload)
+    if setup is None or setup.init_error is None:
+        message, traceback = (
+            f"the pool's init has not run on Dask worker {worker!r}: its plugin is not "
+            "registered there (the pool was shut down, or the worker lost it)",
+            "",
+        )
+    else:
+        cause = setup.init_error
+        message, traceback = (
+            f"init failed on Dask worker {worker!r}: {cause.type_name}: {cause.message}. No "
+            "job can run there; fix init and create a new Pool",
+            cause.traceback,
+        )
+    error = InitError(message)
+    return _failed(chunk, ErrorInfo("InitError", message, traceback, dumps(error, PROTOCOL)))
+
+
+def _failed(chunk: Chunk, info: ErrorInfo) -> bytes:
+    """The outcome of a chunk whose every job failed with ``info``."""
+    size = len(chunk.items)
+    errors = dict.fromkeys(range(size), info)
+    return dumps(Outcome(chunk.first_job_id, [None] * size, errors, 0.0), PROTOCOL)
+
+
+# ---- logging ---------------------------------------------------------------------------
+
+_logger: Any = None  # what get_logger() binds in jobs here; one per process
+_install_lock = threading.Lock()
+_collecting = threading.local()  # .events: where this thread's job events go
+
+
+def _install_logging(levels: LogLevels) -> None:
+    """Ship what jobs log, once per process: the levels of the first pool here apply."""
+    global _logger
+    with _install_lock:
+        if _logger is None:
+            _logger = install_logging(levels, _ship, own_process=False)
+
+
+@contextmanager
+def _collected_logs(events: list[bytes] | None = None) -> Iterator[list[bytes]]:
+    """Collect what this thread logs into ``events`` while the block runs."""
+    collected: list[bytes] = [] if events is None else events
+    _collecting.events = collected
+    try:
+        yield collected
+    finally:
+        _collecting.events = None
+
+
+def _ship(kind: int, fields: MutableMapping[str, Any]) -> None:
+    events = getattr(_collecting, "events", None)
+    context = _context.current()
+    fields["job_id"] = None if context is None else context.job_id()
+    if events is not None:
+        events.append(encode_event(kind, fields))
+    elif kind == STRUCTLOG_EVENT:
+        # Logged outside a job (a teardown, a thread a job left behind): the
+        # worker's own stderr is the one place it can still go.
+        print(f"minipool: {dict(fields)!r}", file=sys.stderr)
