@@ -95,7 +95,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a progress bar on stderr (default: when stderr is a terminal)",
     )
     add("--start-method", choices=multiprocessing.get_all_start_methods())
-    add("--cluster", metavar="ADDRESS", help="a Dask scheduler address (not available yet)")
+    add(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on a Dask cluster: its scheduler's address (tcp://host:8786), or 'local' "
+        "for one on this machine; TARGET must be importable on its workers",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -133,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_options(args: argparse.Namespace) -> RunOptions:
-    if args.cluster is not None:
-        raise UsageError(
-            "--cluster: running on a Dask cluster is not available in this version yet; "
-            "run without --cluster to use this machine's processes"
-        )
+    if args.cluster not in (None, "local"):
+        for option, value in (("--workers", args.workers), ("--start-method", args.start_method)):
+            if value is not None:
+                raise UsageError(
+                    f"{option} cannot be used with --cluster {args.cluster}: the cluster "
+                    "decides how its workers run (--cluster local takes --workers)"
+                )
+    elif args.cluster == "local" and args.start_method is not None:
+        raise UsageError("--start-method cannot be used with --cluster: Dask starts its workers")
     try:
         check_log_level(args.log_level)
     except ValueError as error:
@@ -159,4 +168,5 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         log_level=args.log_level,
         progress=args.progress,
         start_method=args.start_method,
+        cluster=args.cluster,
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
-from ._errors import RemoteTraceback, WorkerCrashed
+from ._errors import InitError, RemoteTraceback, WorkerCrashed
 from ._exits import HINT_AFTER_SECONDS
 from ._map import MapIterator, map_jobs
 from ._pool import Pool
@@ -74,6 +74,7 @@ class RunOptions:
     log_level: str
     progress: bool | None
     start_method: str | None
+    cluster: str | None = None
 
 
 # ---- in the worker --------------------------------------------------------------------
@@ -202,15 +203,7 @@ class _Run:
         previous = self._catch_signals()
         pool = None
         try:
-            pool = Pool(
-                self.options.workers,
-                init=init,
-                start_method=self.options.start_method,
-                task_timeout=self.options.timeout,
-                retries=self.options.retries,
-                log_sink=self.sink,
-                log_level=self.options.log_level,
-            )
+            pool = self._start_pool(init)
             self._act_on_signals(pool)
             self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
             outcomes = map_jobs(
@@ -240,6 +233,23 @@ class _Run:
             if bar is not None:
                 bar.close()
         return self._finish()
+
+    def _start_pool(self, init: Callable[..., Any] | None) -> Pool:
+        try:
+            return Pool(
+                self.options.workers,
+                init=init,
+                start_method=self.options.start_method,
+                task_timeout=self.options.timeout,
+                retries=self.options.retries,
+                log_sink=self.sink,
+                log_level=self.options.log_level,
+                cluster=self.options.cluster,
+            )
+        except (OSError, ImportError, InitError) as error:  # --cluster: not there, or init failed
+            if self.options.cluster is None:
+                raise
+            raise UsageError(f"--cluster {self.options.cluster}: {error}") from None
 
     def _act_on_signals(self, pool: Pool) -> None:
         """First signal: stop the pool; second: kill the records in progress.

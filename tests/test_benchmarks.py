@@ -104,3 +104,26 @@ def test_bench_runner_runs_and_resume_runs_nothing(tmp_path: Path) -> None:
     assert "minipool run --resume" in done.stdout
     assert "ERROR" not in done.stdout
     assert out.exists()
+
+
+@pytest.mark.timeout(40)
+def test_bench_dask_runs_both_engines_on_one_cluster(tmp_path: Path) -> None:
+    """A small round on one LocalCluster: both workloads, a Dask and a minipool row, a ratio."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "dask.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_dask.py"), "--scale", "0.01"]
+    done = subprocess.run(
+        [*command, "--rounds", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=35,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ERROR" not in done.stdout
+    metrics = {metric["workload"]: metric for metric in json.loads(out.read_text())["metrics"]}
+    assert set(metrics) == {"tiny_submit", "cpu_bound"}
+    for metric in metrics.values():
+        rows = {row["engine"]: row for row in metric["rows"]}
+        assert set(rows) == {"dask", "minipool"}
+        assert isinstance(rows["minipool"]["ratio"], float)
+        assert metric["targets"][0]["pass"] is not None

@@ -630,12 +630,25 @@ def test_usage_errors(tmp_path: Path, args: list[str], mentions: str | None) -> 
     assert done.stdout == ""
 
 
-def test_cluster_is_not_available_yet(tmp_path: Path) -> None:
-    """--cluster is accepted, but until the Dask backend exists it exits 2 saying so."""
+@pytest.mark.parametrize(
+    "options",
+    [["--workers", "2"], ["--start-method", "spawn"]],
+)
+def test_cluster_refuses_process_options(tmp_path: Path, options: list[str]) -> None:
+    """--cluster ADDRESS with --workers or --start-method exits 2 saying why (tests/test_dask.py
+    runs the runner on a real cluster)."""
     _write_indices(tmp_path, 2)
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", "--cluster", "tcp://x:1")
+    command = ["runner_jobs:echo", "--input", "in.jsonl", "--cluster", "tcp://x:1", *options]
+    done = subprocess.run(  # not _run(), which adds both options
+        [sys.executable, "-m", "minipool", "run", *command],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
     assert done.returncode == 2, done.stderr
-    assert "not available" in done.stderr
+    assert f"{options[0]} cannot be used with --cluster" in done.stderr
     assert "Traceback" not in done.stderr
 
 

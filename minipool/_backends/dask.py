@@ -12,7 +12,8 @@
                                                                       died mid-job
   Pool.stop()   ──────────────► client.run(request_stop) ─────────► stop_requested() is true
   Pool.shutdown ──────────────► (once nothing is in flight)
-                                client.unregister_worker_plugin ──► init's teardown
+  log_sink / logging ◄──────── client.run(tear_down) ─────────────► init's teardown
+                                client.unregister_worker_plugin
 
 Dask does the distribution: its scheduler places each task, and minipool adds
 no transport and opens no listener of its own. A map stays bounded because
@@ -51,7 +52,7 @@ from .._ledger import Ledger
 from .._logging import LogRouter, LogSink, worker_levels
 from .._stats import PoolStats
 from .._tasks import Task
-from .dask_worker import WorkerSetup, request_stop, run_task
+from .dask_worker import WorkerSetup, request_stop, run_task, tear_down
 
 # The local cluster: Dask's re-runs of a task whose worker died would come
 # before (and on top of) the pool's `retries`; and with one task per worker
@@ -274,7 +275,10 @@ class DaskBackend:
         with self._idle:
             while self._in_flight:
                 self._idle.wait()
-        with contextlib.suppress(Exception):  # runs the teardown on every worker
+        with contextlib.suppress(Exception):  # a worker gone: its teardown ran as it closed
+            for worker, pid, logs in self._client.run(tear_down, self._name).values():
+                self._logs.deliver(worker, pid, logs)
+        with contextlib.suppress(Exception):
             self._client.unregister_worker_plugin(self._name)
         self._disconnect()
         self._closed.set()
@@ -290,15 +294,7 @@ def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
     if isinstance(cluster, Client):
         return cluster, []
     if cluster == "local":
-        with dask.config.set(LOCAL_CLUSTER_CONFIG):
-            local = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",  # nothing outside this machine can reach it
-                dashboard_address=None,
-                silence_logs=logging.CRITICAL,  # its failures reach the caller as errors
-            )
+        local = start_local_cluster(workers)
         client = Client(local, set_as_default=False)
         return client, [client, local]
     if not isinstance(cluster, str):
@@ -314,6 +310,22 @@ def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
             "`dask scheduler` (and workers with `dask worker ADDRESS`), or check the address."
         ) from error
     return client, [client]
+
+
+def start_local_cluster(workers: int | None) -> LocalCluster:
+    """The cluster of ``cluster="local"``: ``workers`` processes of one thread, on loopback."""
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",  # nothing outside this machine can reach it
+            dashboard_address=None,
+            # Its HTTP server (health checks, metrics) runs even without a
+            # dashboard: a free port on loopback, not 8787 on whatever is there.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.CRITICAL,  # its failures reach the caller as errors
+        )
 
 
 def _dask_failed(task: Task, error: Exception) -> PoolError:

@@ -7,8 +7,9 @@
                                                    job thread with its WorkerContext
     Ledger.settle / LogRouter.deliver    ◄────── (worker name, pid, LOGS payload, Outcome)
     client.run(request_stop, name)       ──────► PoolSetup.stopped: stop_requested()
-    client.unregister_worker_plugin      ──────► WorkerSetup.teardown: the init's teardown
-                                                  (also when the worker closes)
+    client.run(tear_down, name)          ──────► the init's teardown, its logs returned
+    client.unregister_worker_plugin             (WorkerSetup.teardown, when a worker
+                                                 closes first: logs to its stderr)
 
 A Dask worker may serve several pools, each job in a thread of its own, so
 what a pool's jobs share lives in ``_pools`` here, keyed by the pool's plugin
@@ -21,6 +22,7 @@ caller delivers a job's events before its result, as on the process pool.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -83,9 +85,28 @@ class WorkerSetup(WorkerPlugin):
                 setup.init_logs = events
 
     def teardown(self, worker: Any) -> None:
-        setup = _pools.pop(self.name, None)
-        if setup is not None and setup.teardown is not None:
+        """The worker is closing (the pool's own shutdown has run ``tear_down`` first)."""
+        _tear_down_here(self.name)
+
+
+def tear_down(name: str, dask_worker: Any) -> tuple[Any, int, bytes]:
+    """``Pool.shutdown`` (through ``client.run``): run the teardown now; return what it logged."""
+    with _collected_logs() as events:
+        events += _tear_down_here(name)
+    return dask_worker.name, os.getpid(), pack_events(events)
+
+
+def _tear_down_here(name: str) -> list[bytes]:
+    """Run this pool's teardown in this process; return what init logged if no job shipped it."""
+    setup = _pools.pop(name, None)
+    if setup is None:
+        return []
+    if setup.teardown is not None:
+        try:
             setup.teardown()
+        except Exception:
+            logging.getLogger("minipool").exception("the init's teardown failed on this worker")
+    return setup.init_logs
 
 
 def request_stop(name: str) -> None:
