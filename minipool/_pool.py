@@ -59,6 +59,14 @@ class Pool(Executor):
     it should return quickly). Workers ship only the levels this process's
     configuration lets through, as it stands when each worker starts, or,
     given ``log_level`` (``logging.INFO``, ``"debug"``...), that level and up.
+
+    ``cluster`` runs the jobs on a Dask distributed cluster instead (the
+    ``cluster`` extra): a scheduler address (``"tcp://host:8786"``), a
+    ``distributed.Client``, or ``"local"`` for ``workers`` Dask worker
+    processes on loopback that the pool starts and stops. ``init`` then runs
+    once per Dask worker process; ``start_method``, ``max_tasks_per_worker``
+    and ``max_worker_memory`` are the cluster's business (README: "On a Dask
+    cluster" says what else differs).
     """
 
     def __init__(

@@ -22,6 +22,18 @@ START_METHODS = ["fork", "spawn", "forkserver"]
 SHUTDOWN_TIMEOUT = 30.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the Dask tests last.
+
+    Importing ``distributed`` installs tblib's pickling for every exception
+    class in this process (``copyreg``), and fork workers inherit it: an
+    exception that plain pickle cannot rebuild (CPython gh-79492) then comes
+    back with its own type, and the tests of what minipool does with such an
+    exception would test tblib instead.
+    """
+    items.sort(key=lambda item: item.path.name == "test_dask.py")
+
+
 @pytest.fixture(scope="session")
 def long_lived_processes() -> frozenset[int]:
     """The processes multiprocessing keeps for the whole session, started up front.

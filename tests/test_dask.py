@@ -10,6 +10,7 @@ was running and not on one queued behind it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -30,9 +31,10 @@ from helpers import wait_for, wait_for_path
 
 import minipool
 
-if not os.environ.get("CI"):  # CI installs the cluster extra: these must run there
-    pytest.importorskip("distributed")
-from distributed import Client
+# Not imported here, at collection: see conftest.pytest_collection_modifyitems.
+# CI installs the cluster extra, so there these tests must run, never skip.
+if importlib.util.find_spec("distributed") is None and not os.environ.get("CI"):
+    pytest.skip("needs the cluster extra: pip install 'minipool[cluster]'", allow_module_level=True)
 
 TESTS = Path(__file__).parent
 DASK = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
@@ -92,7 +94,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for number in range(WORKERS):
             arguments = ["worker", address, *common, "--nthreads", "1", "--name", f"w{number}"]
             processes.append(_start(arguments, log))
-        with Client(address, set_as_default=False) as client:
+        with _client(address) as client:
             client.wait_for_workers(WORKERS, timeout=START_TIMEOUT)
         yield address
     finally:
@@ -120,12 +122,19 @@ def make_pool(cluster: str) -> Iterator[Callable[..., minipool.Pool]]:
     for pool in pools:
         pool.shutdown(cancel_futures=True)
     # A worker killed by a test comes back through its nanny; the next test needs both.
-    with Client(cluster, set_as_default=False) as client:
+    with _client(cluster) as client:
         client.wait_for_workers(WORKERS, timeout=START_TIMEOUT)
 
 
+def _client(address: str) -> Any:
+    """A ``distributed.Client`` of the test's own, to inspect the cluster."""
+    from distributed import Client
+
+    return Client(address, set_as_default=False)
+
+
 def _worker_pids(cluster: str) -> set[int]:
-    with Client(cluster, set_as_default=False) as client:
+    with _client(cluster) as client:
         return set(client.run(os.getpid).values())
 
 
@@ -208,7 +217,7 @@ def test_init_failure_raises_init_error(cluster: str, tmp_path: Path) -> None:
     with pytest.raises(minipool.InitError, match="init failed on a Dask worker") as raised:
         minipool.Pool(cluster=cluster, init=jobs.init_raises, init_args=("no database",))
     assert isinstance(raised.value.__cause__, jobs.InitFailure)
-    with Client(cluster, set_as_default=False) as client:
+    with _client(cluster) as client:
         plugins = client.run_on_scheduler(
             lambda dask_scheduler: list(dask_scheduler.worker_plugins)
         )
@@ -326,7 +335,7 @@ def test_stats_and_progress(
 
 def test_a_client_of_the_users_stays_open(cluster: str) -> None:
     """Given a Client, the pool uses it and leaves it open at shutdown."""
-    with Client(cluster, set_as_default=False) as client:
+    with _client(cluster) as client:
         with minipool.Pool(cluster=client) as pool:
             assert pool.submit(jobs.square, 5).result(timeout=30) == 25
         assert client.submit(abs, -2, pure=False).result(timeout=30) == 2
