@@ -10,6 +10,7 @@ was running and not on one queued behind it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -37,12 +38,13 @@ if importlib.util.find_spec("distributed") is None and not os.environ.get("CI"):
     pytest.skip("needs the cluster extra: pip install 'minipool[cluster]'", allow_module_level=True)
 
 TESTS = Path(__file__).parent
+Popen = subprocess.Popen[bytes]
 DASK = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
 WORKERS = 2
 START_TIMEOUT = 30.0
 
 
-def _start(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(arguments: list[str], log: Path) -> Popen:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
@@ -56,7 +58,7 @@ def _start(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+def _stop(processes: list[Popen]) -> None:
     """SIGTERM each process group (a nanny and its worker), then SIGKILL what is left."""
     for process in processes:
         if process.poll() is None:
@@ -77,10 +79,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The scheduler's address; the scheduler and its workers run until the module ends."""
-    directory = tmp_path_factory.mktemp("dask-cluster")
+@contextlib.contextmanager
+def dask_cluster(directory: Path, workers: int) -> Iterator[tuple[str, list[Popen]]]:
+    """A scheduler and ``workers`` workers started with Dask's commands; stopped, and
+    checked gone, at the end. Yields the address and the processes (scheduler first)."""
     scheduler_file = directory / "scheduler.json"
     log = directory / "cluster.log"
     common = ["--host", "127.0.0.1", "--no-dashboard"]
@@ -91,12 +93,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_path(scheduler_file, START_TIMEOUT)
         assert wait_for(lambda: scheduler_file.stat().st_size > 0, START_TIMEOUT)
         address = json.loads(scheduler_file.read_text())["address"]
-        for number in range(WORKERS):
+        for number in range(workers):
             arguments = ["worker", address, *common, "--nthreads", "1", "--name", f"w{number}"]
             processes.append(_start(arguments, log))
         with _client(address) as client:
-            client.wait_for_workers(WORKERS, timeout=START_TIMEOUT)
-        yield address
+            client.wait_for_workers(workers, timeout=START_TIMEOUT)
+        yield address, processes
     finally:
         _stop(processes)
     # A nanny's worker process is in its group, and may outlive the nanny briefly.
@@ -106,6 +108,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for group in leftovers:
         os.killpg(group, signal.SIGKILL)
     assert gone, f"process groups still alive after teardown: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scheduler's address; the scheduler and its workers run until the module ends."""
+    with dask_cluster(tmp_path_factory.mktemp("dask-cluster"), WORKERS) as (address, _):
+        yield address
 
 
 @pytest.fixture
@@ -333,6 +342,19 @@ def test_stats_and_progress(
     assert "20/20" in capfd.readouterr().err
 
 
+def test_a_lost_scheduler_fails_the_jobs_and_never_hangs(tmp_path: Path) -> None:
+    """The scheduler dies mid-job: the job fails with PoolError naming Dask; shutdown returns."""
+    with dask_cluster(tmp_path, 1) as (address, processes):
+        pool = minipool.Pool(cluster=address)
+        started = tmp_path / "started"
+        future = pool.submit(jobs.block_until_released, str(started), str(tmp_path / "never"))
+        wait_for_path(started, 30)
+        os.killpg(processes[0].pid, signal.SIGKILL)
+        with pytest.raises(minipool.PoolError, match=r"Dask could not run jobs 0\.\.0"):
+            future.result(timeout=60)
+        pool.shutdown()  # returns once the client gives up on the scheduler
+
+
 def test_a_client_of_the_users_stays_open(cluster: str) -> None:
     """Given a Client, the pool uses it and leaves it open at shutdown."""
     with _client(cluster) as client:
@@ -432,7 +454,10 @@ def test_local_cluster_on_loopback(tmp_path: Path) -> None:
         assert pool.workers == 2
         pids = {pid for _, pid in (pool.submit(jobs.state_pid).result(60) for _ in range(20))}
         assert pids and os.getpid() not in pids
+        local.scale(1)  # a worker that closes runs its teardown then
+        assert wait_for(lambda: len(list(tmp_path.glob("teardown-*"))) == 1, 30)
     assert {path.name.split("-")[0] for path in tmp_path.iterdir()} == {"init", "teardown"}
+    assert len(list(tmp_path.glob("teardown-*"))) == len(list(tmp_path.glob("init-*"))) == 2
     assert wait_for(lambda: not any(_alive(pid) for pid in pids), 30)
 
 

@@ -92,6 +92,7 @@ class DaskBackend:
         self._completed = 0
         self._restarts = 0
         self._restarted: set[str] = set()  # addresses of workers restarted for a timeout
+        self._restarting: list[threading.Thread] = []
         self._ledger = Ledger(retries, self._submit, self._count_completed)
         self._closing = False
         self._stopped = False
@@ -225,16 +226,16 @@ class DaskBackend:
                     self._idle.notify_all()
 
     def _settle(self, future: DaskFuture[Any], task: Task) -> None:
-        if future.cancelled():
-            task.receiver.cancel("the pool was stopped before this job ran")
-            return
         try:
             worker, address, pid, logs, outcome, overran = future.result()
         except KilledWorker as error:
             self._on_killed(task, error)
             return
-        except Exception as error:  # the scheduler went away, say
-            self._ledger.fail(task, _dask_failed(task, error))
+        except BaseException as error:  # cancelled; or the scheduler went away, say
+            if future.cancelled() and self._closing:
+                task.receiver.cancel("the pool was stopped before this job's outcome came back")
+            else:
+                self._ledger.fail(task, _dask_failed(task, error))
             return
         if overran:
             self._restart(address)
@@ -261,9 +262,11 @@ class DaskBackend:
         """Replace a worker whose job overran (a thread cannot be stopped, a process can)."""
         self._restarted.add(address)
         self._restarts += 1
-        threading.Thread(
+        restart = threading.Thread(
             target=self._restart_quietly, args=(address,), name="minipool-dask-restart"
-        ).start()
+        )
+        restart.start()
+        self._restarting.append(restart)
 
     def _restart_quietly(self, address: str) -> None:
         with contextlib.suppress(Exception):  # a worker without a nanny cannot restart
@@ -275,6 +278,8 @@ class DaskBackend:
         with self._idle:
             while self._in_flight:
                 self._idle.wait()
+        for restart in self._restarting:  # done before the client they use goes
+            restart.join()
         with contextlib.suppress(Exception):  # a worker gone: its teardown ran as it closed
             for worker, pid, logs in self._client.run(tear_down, self._name).values():
                 self._logs.deliver(worker, pid, logs)
