@@ -5,12 +5,12 @@ fewer than ``2 * workers`` chunks are in flight: a consumer that stops reading
 stops the pulling, so an endless generator runs in bounded memory.
 
 With ``chunksize=None`` the first chunks hold one job each; every later chunk
-is sized to run ``TARGET_CHUNK_SECONDS``, at the time per job the workers
+is sized to run the backend's ``chunk_seconds``, at the time per job the workers
 measured on the chunk that finished last. (A cap on growth per step was
 tried: it only added round trips, since a one-job chunk overstates the time
 per job and errs towards small chunks anyway.) A sized input
 also caps them at a quarter of each worker's share of what is left (but not
-below ``TAIL_CHUNK_SECONDS`` of work), so that the workers finish together.
+below ``TAIL_CHUNK_SHARE`` of that), so that the workers finish together.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class _MapRun:
         cap = master.max_tasks_per_worker or (1 << 20)
         if total is None:
             cap = min(cap, max(1, MAX_AHEAD // self._max_chunks))
-        self._sizer = ChunkSizer(chunksize, workers, total, cap)
+        self._sizer = ChunkSizer(chunksize, workers, total, cap, master.chunk_seconds)
         self._total = total
         self._window: deque[ChunkReceiver] = deque()
         # Completion order, for ordered=False only: an ordered map must not

@@ -69,7 +69,13 @@ from ._logging import LogRouter, LogSink, worker_levels
 from ._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING
 from ._pickling import loads, rebuild_exception
 from ._processes import WorkerHandle
-from ._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, crash_safe_jobs
+from ._scheduling import (
+    MAX_JOBS_IN_FLIGHT,
+    MIN_TASKS_IN_FLIGHT,
+    TARGET_CHUNK_SECONDS,
+    JobTimer,
+    crash_safe_jobs,
+)
 from ._shared import IDLE, SharedState
 from ._stats import PoolStats
 from ._tasks import Task, locate
@@ -100,6 +106,7 @@ class Master:
         self.max_tasks_per_worker = max_tasks_per_worker
         self.task_timeout = task_timeout
         self.retries = retries
+        self.chunk_seconds = TARGET_CHUNK_SECONDS
         self.timer = JobTimer()
         self._ctx = multiprocessing.get_context(start_method)
         self._shared = SharedState(workers)

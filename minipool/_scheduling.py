@@ -67,9 +67,10 @@ def crash_safe_jobs(crashes: int, jobs_done: int) -> int | None:
 # Jobs measured faster than this run untracked (see _messages.Chunk): tracking
 # would cost more than 1% of their time.
 UNTRACKED_BELOW_SECONDS = 5e-6
-# Long enough that the fixed cost of a chunk (a few hundred microseconds of
-# pickling and pipe traffic) is noise; short enough to balance work across
-# workers and to keep stop() and the progress bar prompt.
+# Long enough that the fixed cost of a chunk on the process pool (a few hundred
+# microseconds of pickling and pipe traffic) is noise; short enough to balance
+# work across workers and to keep stop() and the progress bar prompt. Each
+# backend says what suits it (Backend.chunk_seconds); this is the processes'.
 TARGET_CHUNK_SECONDS = 0.01
 # A chunk's pickled results should fit in one pipe-full: bigger ones wait,
 # whole, in the worker and then in the master before any of them is delivered,
@@ -77,16 +78,24 @@ TARGET_CHUNK_SECONDS = 0.01
 # go one per chunk.
 TARGET_CHUNK_BYTES = 1 << 20
 # Near the end of a sized input chunks shrink so that workers finish together,
-# but never below this much work: shorter chunks cost more in round trips
-# than they can save in balance.
-TAIL_CHUNK_SECONDS = 0.002
+# but never below this share of a chunk's target: shorter chunks cost more in
+# round trips than they can save in balance.
+TAIL_CHUNK_SHARE = 0.2
 
 
 class ChunkSizer:
     """Sizes each chunk of one ``map`` from the last chunk that finished."""
 
-    def __init__(self, chunksize: int | None, workers: int, total: int | None, cap: int) -> None:
+    def __init__(
+        self,
+        chunksize: int | None,
+        workers: int,
+        total: int | None,
+        cap: int,
+        seconds: float = TARGET_CHUNK_SECONDS,
+    ) -> None:
         self._fixed = chunksize
+        self._seconds = seconds  # of work per chunk
         self._workers = workers
         self._remaining = total
         self._cap = cap
@@ -123,12 +132,12 @@ class ChunkSizer:
         else:
             jobs, seconds = self._latest
             per_job = max(seconds / jobs, 1e-9)
-            size = int(TARGET_CHUNK_SECONDS / per_job)
+            size = int(self._seconds / per_job)
             if self._bytes_per_job:
                 size = min(size, int(TARGET_CHUNK_BYTES / self._bytes_per_job))
             if self._remaining is not None:
                 share = math.ceil(self._remaining / (4 * self._workers))
-                size = min(size, max(share, int(TAIL_CHUNK_SECONDS / per_job)))
+                size = min(size, max(share, int(self._seconds * TAIL_CHUNK_SHARE / per_job)))
         size = max(1, min(size, self._cap, crash_safe or size))
         if self._remaining is not None:
             self._remaining = max(0, self._remaining - size)

@@ -38,6 +38,10 @@ class Backend(Protocol):
     def max_tasks_per_worker(self) -> int | None: ...
 
     @property
+    def chunk_seconds(self) -> float:
+        """How long a ``map`` chunk should run: its fixed cost must be small against that."""
+
+    @property
     def task_timeout(self) -> float | None: ...
 
     @property

@@ -61,6 +61,10 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
     "distributed.scheduler.worker-saturation": 1.0,
 }
+# A map chunk's work: a task costs a scheduler round trip and a fetch of its
+# result (milliseconds; microseconds on the process pool), so chunks run 10x
+# longer than there to keep that a few percent.
+CHUNK_SECONDS = 0.1
 # How long to wait for a scheduler that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -69,6 +73,7 @@ class DaskBackend:
     """Runs a pool's tasks on a Dask cluster; see the module docstring."""
 
     max_tasks_per_worker = None
+    chunk_seconds = CHUNK_SECONDS
 
     def __init__(
         self,
@@ -333,7 +338,7 @@ def start_local_cluster(workers: int | None) -> LocalCluster:
         )
 
 
-def _dask_failed(task: Task, error: Exception) -> PoolError:
+def _dask_failed(task: Task, error: BaseException) -> PoolError:
     last = task.first_job_id + task.size - 1
     failure = PoolError(
         f"Dask could not run jobs {task.first_job_id}..{last}: {type(error).__name__}: "
