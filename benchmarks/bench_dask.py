@@ -65,7 +65,6 @@ TARGET_RATIO = 1.2
 WARM_UP_JOBS_PER_WORKER = 4
 # A hang is a finding, not a reason to sit forever: dump every thread's stack and exit.
 WATCHDOG_SECONDS = 300
-DEFAULT_JSON = os.path.join(report.RESULTS, "dask.json")
 
 
 @dataclass(frozen=True)
@@ -237,25 +236,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes (2)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per workload (3)")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="multiply every workload's jobs by this (default: 1; 0.01 for a smoke run)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const=DEFAULT_JSON,
-        default=None,
-        metavar="OUT",
-        help="write raw numbers as JSON (default path: benchmarks/results/dask.json)",
-    )
+    report.add_scale(parser)
+    report.add_json(parser, "dask.json")
     args = parser.parse_args(argv)
     if min(args.workers, args.rounds) < 1:
         parser.error("--workers and --rounds must be at least 1")
-    if not 0 < args.scale <= 1:
-        parser.error("--scale must be more than 0 and at most 1")
     return args
 
 

@@ -69,7 +69,6 @@ JUDGED_PAYLOAD = 4 << 20
 # A hang is a finding, not a reason to sit forever: dump every thread's stack and exit.
 WATCHDOG_SECONDS = 300
 CHILD_TIMEOUT_SECONDS = 300
-DEFAULT_JSON = os.path.join(HERE, "results", "latest.json")
 
 
 @dataclass(frozen=True)
@@ -595,20 +594,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     report.add_start_method(parser)
     parser.add_argument("--rounds", type=int, default=5, help="rounds per workload (default: 5)")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="multiply every workload's jobs and items by this (default: 1; 0.01 for a smoke run)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const=DEFAULT_JSON,
-        default=None,
-        metavar="OUT",
-        help=f"write raw numbers as JSON (default path: {DEFAULT_JSON})",
-    )
+    report.add_scale(parser)
+    report.add_json(parser, "latest.json")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -619,8 +606,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1 or min(args.workers) < 1:
         parser.error("--rounds and --workers must be at least 1")
-    if not 0 < args.scale <= 1:
-        parser.error("--scale must be more than 0 and at most 1")
     return args
 
 

@@ -290,6 +290,10 @@ def add_run_options(parser: argparse.ArgumentParser, *, rounds: int, json_name: 
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds ({rounds})")
     add_start_method(parser)
+    add_json(parser, json_name)
+
+
+def add_json(parser: argparse.ArgumentParser, json_name: str) -> None:
     parser.add_argument(
         "--json",
         nargs="?",
@@ -298,6 +302,22 @@ def add_run_options(parser: argparse.ArgumentParser, *, rounds: int, json_name: 
         metavar="OUT",
         help=f"write raw numbers as JSON (default path: benchmarks/results/{json_name})",
     )
+
+
+def add_scale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale",
+        type=_scale,
+        default=1.0,
+        help="multiply every workload's jobs and items by this (default: 1; 0.01 for a smoke run)",
+    )
+
+
+def _scale(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
+    return value
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:

@@ -27,13 +27,22 @@ WORKLOADS = {
 
 
 @pytest.mark.timeout(150)
-def test_run_all_runs_every_workload_and_writes_json_table_and_chart(tmp_path: Path) -> None:
-    """The one command at a hundredth of the jobs: every workload and target, JSON, table, chart."""
-    command = [sys.executable, str(BENCHMARKS / "run_all.py"), "--scale", "0.01", "--rounds", "1"]
-    done = subprocess.run(
-        [*command, "--only", "engine", "scaling", "logs", "--out", str(tmp_path)],
+def _bench(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/script`` with ``args`` to the end; its output captured."""
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_all_runs_every_workload_and_writes_json_table_and_chart(tmp_path: Path) -> None:
+    """The one command at a hundredth of the jobs: every workload and target, JSON, table, chart."""
+    done = _bench(
+        "run_all.py",
+        *("--scale", "0.01", "--rounds", "1", "--only", "engine", "scaling", "logs"),
+        *("--out", str(tmp_path)),
         timeout=140,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
@@ -52,12 +61,7 @@ def test_run_all_runs_every_workload_and_writes_json_table_and_chart(tmp_path: P
 def test_bench_crash_delivers_199_and_minipool_passes(tmp_path: Path) -> None:
     """Job #50 kills its worker: minipool's row passes its target; every engine has a row."""
     out = tmp_path / "crash.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_crash.py"), "--wait", "3", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
+    done = _bench("bench_crash.py", "--wait", "3", "--json", str(out), timeout=55)
     assert done.returncode == 0, done.stdout + done.stderr
     crash = json.loads(out.read_text())
     assert crash["target"]["pass"], crash["target"]
@@ -68,21 +72,7 @@ def test_bench_crash_delivers_199_and_minipool_passes(tmp_path: Path) -> None:
 def test_bench_logs_runs_and_counts_every_record(tmp_path: Path) -> None:
     """One small round of every engine: exit 0 (no sample missed a record), a table, JSON."""
     out = tmp_path / "logs.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_logs.py"),
-            "--jobs",
-            "500",
-            "--rounds",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    done = _bench("bench_logs.py", "--jobs", "500", "--rounds", "1", "--json", str(out), timeout=50)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "minipool, logging records" in done.stdout
     assert "minipool, structlog events" in done.stdout
@@ -93,12 +83,8 @@ def test_bench_logs_runs_and_counts_every_record(tmp_path: Path) -> None:
 def test_bench_runner_runs_and_resume_runs_nothing(tmp_path: Path) -> None:
     """One small round: the runner, the loop and --resume all produce every line; exit 0."""
     out = tmp_path / "runner.json"
-    command = [sys.executable, str(BENCHMARKS / "bench_runner.py"), "--records", "2000"]
-    done = subprocess.run(
-        [*command, "--rounds", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=50,
+    done = _bench(
+        "bench_runner.py", "--records", "2000", "--rounds", "1", "--json", str(out), timeout=50
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "minipool run --resume" in done.stdout
@@ -112,12 +98,8 @@ def test_bench_dask_runs_both_engines_on_one_cluster(tmp_path: Path) -> None:
     if importlib.util.find_spec("distributed") is None:  # not imported here: see conftest
         pytest.skip("needs the cluster extra")
     out = tmp_path / "dask.json"
-    command = [sys.executable, str(BENCHMARKS / "bench_dask.py"), "--scale", "0.01"]
-    done = subprocess.run(
-        [*command, "--rounds", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=35,
+    done = _bench(
+        "bench_dask.py", "--scale", "0.01", "--rounds", "1", "--json", str(out), timeout=35
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ERROR" not in done.stdout
