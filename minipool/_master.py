@@ -13,7 +13,7 @@
                                 │     (only while a write is pending)       RECYCLING, LOGS;
                                 │                                           reads Chunk, STOP)
                                 │                      (jobs pipe HUP) ──► lifeline thread
-  Future / map chunk ◄── Receiver.deliver
+  Future / map chunk ◄── Receiver.deliver ◄── _ledger (retries, stats) ◄── Outcome frames
   log_sink / logging ◄── LogRouter.deliver ◄── LOGS frames, and after a crash
                                                _log_spills[slot] ◄────────── LogShipper
   Pool.stats         ◄── counters, _shared.completed (Value)

@@ -32,3 +32,11 @@ def logging_calls(events: list[dict[str, object]]) -> None:
     log = minipool.get_logger(run=1)
     log.info("done", jobs=1)
     log.bind(step=2).warning("slow")
+
+
+def cluster_calls() -> None:
+    with minipool.Pool(cluster="tcp://10.0.0.5:8786", task_timeout=60, retries=2) as pool:
+        doubled: Future[int] = pool.submit(double, 3)
+        print(doubled.result(), list(pool.map(double, range(10))))
+    with minipool.Pool(4, cluster="local") as local:
+        print(local.workers)

@@ -5,10 +5,11 @@
                    ◄── Task.receiver.deliver   ◄── dask: _backends.dask.DaskBackend
                                                    (a distributed.Client)
 
-Both run a chunk of jobs with ``_worker.run_chunk`` and pickle what came back
-with ``_worker.encode_outcome`` in the process that ran it, and both settle
-outcomes in the caller with ``_ledger.Ledger``: the code that runs a job and
-decides its outcome is the same on every backend.
+Both run a pickled chunk of jobs with ``_worker.execute`` in the process
+that runs it (which catches each job's exception, and turns a result that
+does not pickle into that job's error), and both settle the outcomes in the
+caller with ``_ledger.Ledger`` (exceptions rebuilt, ``retries``, ``stats``):
+the code that runs a job and decides its outcome is the same on every backend.
 
 ``_backends.dask`` imports ``distributed``; it is imported only when a pool is
 given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
