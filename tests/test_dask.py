@@ -479,6 +479,17 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_local_cluster_without_the_main_guard_says_so(tmp_path: Path) -> None:
+    """A script that makes a local cluster at import time gets an error naming the fix."""
+    script = tmp_path / "unguarded.py"
+    script.write_text('import minipool\nminipool.Pool(1, cluster="local")\n')
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert 'put that under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1]
+
+
 def test_import_minipool_never_imports_distributed() -> None:
     """import minipool, and a process pool, leave distributed unimported."""
     done = _python(

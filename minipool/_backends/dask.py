@@ -304,7 +304,14 @@ def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
     if isinstance(cluster, Client):
         return cluster, []
     if cluster == "local":
-        local = start_local_cluster(workers)
+        try:
+            local = start_local_cluster(workers)
+        except Exception as error:
+            raise RuntimeError(
+                f"could not start a local Dask cluster ({error}) Its workers are new Python "
+                "processes that import your main module: if your script makes the pool at "
+                'import time, put that under `if __name__ == "__main__":`.'
+            ) from error
         client = Client(local, set_as_default=False)
         return client, [client, local]
     if not isinstance(cluster, str):
