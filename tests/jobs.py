@@ -132,6 +132,13 @@ def loop_until_stop_requested(started: str) -> bool:
     return wait_for(minipool.stop_requested, RELEASE_TIMEOUT)
 
 
+def mark_when_stop_requested(started: str, seen: str) -> None:
+    """Mark ``started``; once ``minipool.stop_requested()`` turns true, mark ``seen``."""
+    Path(started).touch()
+    if wait_for(minipool.stop_requested, RELEASE_TIMEOUT):
+        Path(seen).touch()
+
+
 def stop_requested_now() -> bool:
     return minipool.stop_requested()
 

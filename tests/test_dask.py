@@ -318,14 +318,18 @@ def test_task_timeout(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -
 
 
 def test_stop_reaches_running_jobs(make_pool: Callable[..., minipool.Pool], tmp_path: Path):
-    """stop(): stop_requested() turns true in running jobs; the rest is cancelled."""
+    """stop(): stop_requested() turns true in the running job; every job without an
+    outcome is cancelled (on Dask, the running one too: see README)."""
     pool = make_pool()
-    started = tmp_path / "started"
-    running = pool.submit(jobs.loop_until_stop_requested, str(started))
+    started, seen = tmp_path / "started", tmp_path / "stop-seen"
+    running = pool.submit(jobs.mark_when_stop_requested, str(started), str(seen))
+    queued = [pool.submit(jobs.square, x) for x in range(20)]
     wait_for_path(started, 30)
     pool.stop()
+    wait_for_path(seen, 30)  # the job saw stop_requested() turn true, on its worker
     assert pool._backend.join(30)
-    assert running.cancelled() or running.exception(0) is not None or running.result(0)
+    assert running.cancelled() or running.exception(0) is not None
+    assert all(future.done() for future in queued)
     with pytest.raises(RuntimeError, match="shut down or stopped"):
         pool.submit(jobs.square, 1)
 
@@ -416,8 +420,9 @@ def test_a_bad_cluster_is_refused() -> None:
 # ---- cluster="local", imports, security -----------------------------------------------------
 
 
-def _listening_inodes() -> set[str]:
-    """Inodes of the TCP sockets in LISTEN state that this process holds."""
+def _listening_sockets() -> dict[str, str]:
+    """inode -> local address (hex, as /proc shows it) of each TCP socket this process
+    holds in LISTEN state."""
     mine = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -426,21 +431,21 @@ def _listening_inodes() -> set[str]:
             continue
         if target.startswith("socket:["):
             mine.add(target[len("socket:[") : -1])
-    listening = set()
+    listening = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                listening.add(fields[9])
-    return mine & listening
+            if fields[3] == "0A" and fields[9] in mine:  # LISTEN
+                listening[fields[9]] = fields[1].partition(":")[0]
+    return listening
 
 
 def test_the_backend_opens_no_listener(cluster: str) -> None:
     """On a cluster of the user's, the pool only connects: this process listens on nothing new."""
-    before = _listening_inodes()
+    before = _listening_sockets()
     with minipool.Pool(cluster=cluster) as pool:
         pool.submit(jobs.square, 2).result(timeout=30)
-        assert _listening_inodes() == before
+        assert _listening_sockets() == before
 
 
 def test_local_cluster_on_loopback(tmp_path: Path) -> None:
@@ -451,6 +456,9 @@ def test_local_cluster_on_loopback(tmp_path: Path) -> None:
         local = pool._backend._owned[1]  # type: ignore[attr-defined]
         addresses = [local.scheduler_address, *local.scheduler_info["workers"]]
         assert all(address.startswith("tcp://127.0.0.1:") for address in addresses)
+        # The scheduler runs here: it and its HTTP server listen on loopback only.
+        listening = set(_listening_sockets().values())
+        assert listening and listening <= {"0100007F"}, listening
         assert pool.workers == 2
         pids = {pid for _, pid in (pool.submit(jobs.state_pid).result(60) for _ in range(20))}
         assert pids and os.getpid() not in pids
