@@ -106,32 +106,22 @@ class Pool(Executor):
             "log_sink": log_sink,
             "log_level": check_log_level(log_level),
         }
-        self._backend: Backend
-        if cluster is None:
-            assert workers is not None  # set above
-            self._backend = Master(
-                workers=workers,
-                start_method=_check_start_method(start_method),
-                max_tasks_per_worker=max_tasks_per_worker,
-                max_worker_memory=max_worker_memory,
-                **options,
-            )
-        else:
-            _check_cluster_options(
-                cluster,
-                workers=workers,
-                start_method=start_method,
-                max_tasks_per_worker=max_tasks_per_worker,
-                max_worker_memory=max_worker_memory,
-            )
-            self._backend = dask_backend(cluster, workers=workers, **options)
+        self._backend = _start_backend(
+            cluster,
+            options,
+            workers=workers,
+            start_method=start_method,
+            max_tasks_per_worker=max_tasks_per_worker,
+            max_worker_memory=max_worker_memory,
+        )
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
         _exits.register(self._backend)
 
     @property
     def workers(self) -> int:
-        """How many worker processes the pool keeps running."""
+        """How many worker processes the pool keeps running (on a Dask cluster: how many
+        worker threads the cluster had when the pool started)."""
         return self._backend.workers
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -229,6 +219,20 @@ class Pool(Executor):
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters."""
         return self._backend.stats()
+
+
+def _start_backend(cluster: Any, options: dict[str, Any], **process_options: Any) -> Backend:
+    """The process pool's master, or with ``cluster`` the Dask backend."""
+    if cluster is not None:
+        _check_cluster_options(cluster, **process_options)
+        return dask_backend(cluster, workers=process_options["workers"], **options)
+    return Master(
+        workers=process_options["workers"],
+        start_method=_check_start_method(process_options["start_method"]),
+        max_tasks_per_worker=process_options["max_tasks_per_worker"],
+        max_worker_memory=process_options["max_worker_memory"],
+        **options,
+    )
 
 
 def _check_cluster_options(cluster: Any, **options: Any) -> None:
