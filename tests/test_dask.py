@@ -318,8 +318,8 @@ def test_task_timeout(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -
 
 
 def test_stop_reaches_running_jobs(make_pool: Callable[..., minipool.Pool], tmp_path: Path):
-    """stop(): stop_requested() turns true in the running job; every job without an
-    outcome is cancelled (on Dask, the running one too: see README)."""
+    """stop(): stop_requested() turns true in the running job; every job is done: with
+    its result if it came back before the cancellation that follows (see README)."""
     pool = make_pool()
     started, seen = tmp_path / "started", tmp_path / "stop-seen"
     running = pool.submit(jobs.mark_when_stop_requested, str(started), str(seen))
@@ -328,8 +328,7 @@ def test_stop_reaches_running_jobs(make_pool: Callable[..., minipool.Pool], tmp_
     pool.stop()
     wait_for_path(seen, 30)  # the job saw stop_requested() turn true, on its worker
     assert pool._backend.join(30)
-    assert running.cancelled() or running.exception(0) is not None
-    assert all(future.done() for future in queued)
+    assert running.done() and all(future.done() for future in queued)
     with pytest.raises(RuntimeError, match="shut down or stopped"):
         pool.submit(jobs.square, 1)
 
