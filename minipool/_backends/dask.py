@@ -204,7 +204,9 @@ class DaskBackend:
         for task in tasks:
             # A timed job goes alone: its worker reports it overrunning by itself.
             for piece in task.pieces(1) if task.timeout is not None else [task]:
-                if piece.receiver.start():
+                if self._stopped:  # a retry after stop(): cancelled, as on the process pool
+                    piece.receiver.cancel("the pool was stopped before this job ran")
+                elif piece.receiver.start():
                     self._submit_one(piece)
 
     def _submit_one(self, task: Task) -> None:
@@ -220,13 +222,19 @@ class DaskBackend:
         self._completed += count
 
     def _on_done(self, future: DaskFuture[Any]) -> None:
-        """A task ended (Dask's callback thread): settle its jobs."""
+        """A task ended (Dask's callback thread): settle its jobs.
+
+        It stays in ``_in_flight`` until settled, so that ``_close`` never sees
+        the pool idle while a retry of its jobs is still to be submitted.
+        """
+        key = str(future.key)
         with self._lock:
-            _, task = self._in_flight.pop(str(future.key))
+            _, task = self._in_flight[key]
         try:
             self._settle(future, task)
         finally:
             with self._lock:
+                del self._in_flight[key]
                 if not self._in_flight:
                     self._idle.notify_all()
 
