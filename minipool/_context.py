@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from operator import length_hint
 from typing import Any, Protocol
 
-from ._shared import IDLE
+# What a running-job slot holds while its worker runs no job.
+IDLE = -1
 
 
 class JobSlots(Protocol):

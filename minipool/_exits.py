@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util  # noqa: F401 -- registers its exit handler, which must come before ours
 import os
 import signal
 import sys
@@ -70,6 +71,8 @@ def leave(master: Stoppable) -> None:
         master.join(STOP_GRACE_SECONDS)
 
 
+# Registered at import, after multiprocessing.util registered its own (imported
+# above for that reason), so that this one runs first.
 @atexit.register
 def _stop_live_pools() -> None:
     masters = list(_live)

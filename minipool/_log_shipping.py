@@ -27,14 +27,16 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
-from ._log_spill import LogSpill, encode_event
+if TYPE_CHECKING:
+    from ._backends.processes.log_spill import LogSpill
+
 from ._logging import LOGGING_RECORD, STRUCTLOG_EVENT, LogLevels
-from ._messages import LOGS, Outbox
+from ._messages import LOGS, Outbox, encode_event
 
 # How long a logged event may wait for others to share its write. Longer
 # batches more under a steady trickle; shorter shows a long job's events sooner.

@@ -27,7 +27,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from . import _context
-from ._log_spill import decode_events
+from ._messages import decode_events
 
 # The structlog logger name worker events are logged under in the caller, and
 # whose level decides which structlog events workers ship.

@@ -15,7 +15,9 @@ system call.
 from __future__ import annotations
 
 import os
+import pickle
 import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -216,3 +218,55 @@ class Outbox:
             if written:
                 buffers[0] = memoryview(buffers[0])[written:]
         return True
+
+
+# ---- the LOGS payload: events as the caller decodes them ---------------------------
+#
+# [generation: u64][u32 length, pickle][u32 length, pickle]...  (see log_spill for
+# what the generation is for; a backend without spills sends 0)
+
+_GENERATION = struct.Struct("<Q")
+_LENGTH = struct.Struct("<I")
+
+
+def pack_events(records: list[bytes], generation: int = 0) -> bytes:
+    """A ``LOGS`` payload holding ``records``, as ``decode_events`` reads it."""
+    parts = [_GENERATION.pack(generation)]
+    for record in records:
+        parts += (_LENGTH.pack(len(record)), record)
+    return b"".join(parts)
+
+
+def generation_of(payload: memoryview) -> int:
+    return int(_GENERATION.unpack_from(payload, 0)[0])
+
+
+def encode_event(kind: int, fields: Mapping[str, Any]) -> bytes:
+    """Pickle one event; a value that does not pickle travels as its ``repr``."""
+    try:
+        return pickle.dumps((kind, fields), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        safe = {key: _picklable_or_repr(value) for key, value in fields.items()}
+        return pickle.dumps((kind, safe), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _picklable_or_repr(value: Any) -> Any:
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return repr(value)
+    return value
+
+
+def decode_events(payload: bytes | memoryview) -> Iterator[tuple[int, dict[str, Any]] | Exception]:
+    """The ``(kind, fields)`` of each event in a ``LOGS`` payload, or why one did not unpickle."""
+    position = _GENERATION.size
+    end = len(payload)
+    while position + _LENGTH.size <= end:
+        (size,) = _LENGTH.unpack_from(payload, position)
+        position += _LENGTH.size
+        try:
+            yield pickle.loads(payload[position : position + size])
+        except Exception as error:  # a class the caller cannot import, say
+            yield error
+        position += size

@@ -15,10 +15,10 @@ import cloudpickle
 
 from . import _exits
 from ._backends import Backend, dask_backend
+from ._backends.processes import Master
 from ._checks import check_positive, check_seconds
 from ._logging import check_log_level
 from ._map import map_jobs
-from ._master import Master
 from ._pickling import PROTOCOL, dumps_function
 from ._stats import PoolStats
 from ._tasks import JobReceiver, Task

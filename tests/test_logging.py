@@ -20,11 +20,11 @@ import structlog
 from helpers import wait_for
 
 import minipool
+from minipool._backends.processes.log_spill import SPILL_BYTES
+from minipool._backends.processes.shared import SharedState
 from minipool._context import WorkerContext
-from minipool._log_spill import SPILL_BYTES
+from minipool._execute import run_chunk
 from minipool._messages import Chunk
-from minipool._shared import SharedState
-from minipool._worker import run_chunk
 
 Events = list[dict[str, Any]]
 TIMEOUT = 30.0

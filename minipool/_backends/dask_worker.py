@@ -34,14 +34,13 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from .. import _context
+from .._context import IDLE
 from .._errors import InitError, TaskTimeout
+from .._execute import execute, start
 from .._log_shipping import install as install_logging
-from .._log_spill import encode_event, pack_events
 from .._logging import STRUCTLOG_EVENT, LogLevels
-from .._messages import Chunk, ErrorInfo, Outcome
+from .._messages import Chunk, ErrorInfo, Outcome, encode_event, pack_events
 from .._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
-from .._shared import IDLE
-from .._worker import execute, start
 
 # What run_task returns: the worker's name, address and pid, a LOGS payload, a
 # pickled Outcome, and whether the job overran task_timeout (its worker must go).

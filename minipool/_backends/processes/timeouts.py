@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from time import monotonic
 
-from ._processes import WorkerHandle
-from ._shared import IDLE, SharedState
-from ._tasks import Task
+from ..._context import IDLE
+from ..._tasks import Task
+from .handle import WorkerHandle
+from .shared import SharedState
 
 
 class TimeoutWatch:

@@ -62,25 +62,26 @@ import threading
 from collections import deque
 from functools import partial
 
-from ._errors import InitError, PoolError, copy_error
-from ._ledger import Ledger
-from ._log_spill import LogSpill, generation_of
-from ._logging import LogRouter, LogSink, worker_levels
-from ._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING
-from ._pickling import loads, rebuild_exception
-from ._processes import WorkerHandle
-from ._scheduling import (
+from ..._context import IDLE
+from ..._errors import InitError, PoolError, copy_error
+from ..._ledger import Ledger
+from ..._logging import LogRouter, LogSink, worker_levels
+from ..._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING, generation_of
+from ..._pickling import loads, rebuild_exception
+from ..._scheduling import (
     MAX_JOBS_IN_FLIGHT,
     MIN_TASKS_IN_FLIGHT,
     TARGET_CHUNK_SECONDS,
     JobTimer,
     crash_safe_jobs,
 )
-from ._shared import IDLE, SharedState
-from ._stats import PoolStats
-from ._tasks import Task, locate
-from ._timeouts import TimeoutWatch
-from ._worker import WorkerConfig
+from ..._stats import PoolStats
+from ..._tasks import Task, locate
+from .handle import WorkerHandle
+from .log_spill import LogSpill
+from .shared import SharedState
+from .timeouts import TimeoutWatch
+from .worker import WorkerConfig
 
 # init failures in a row (across workers) before the pool gives up with
 # InitError: enough to ride out a database that refused one connection, few

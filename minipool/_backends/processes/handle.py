@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from . import _worker
-from ._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
-from ._messages import STOP, FrameReader, Outbox
-from ._tasks import Task
+from ..._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
+from ..._messages import STOP, FrameReader, Outbox
+from ..._tasks import Task
+from . import worker as _worker
 
 _READ_SIZE = 1 << 20
 # Linux lets an unprivileged process grow a pipe to 1 MiB (from 64 KiB): a

@@ -27,11 +27,11 @@ worker's heap (lost at a crash, which is when the logs matter most).
 from __future__ import annotations
 
 import functools
-import pickle
 import struct
-from collections.abc import Iterator, Mapping
 from multiprocessing.heap import BufferWrapper
 from typing import Any
+
+from ..._messages import pack_events
 
 # Big enough to batch a few thousand typical events per write; a worker slot
 # costs this much shared memory. An event bigger than this is written alone.
@@ -107,46 +107,3 @@ class LogSpill:
         if used == 0 or generation == delivered_generation:
             return None
         return self._view[_GENERATION.size : _DATA_START + used]
-
-
-def pack_events(records: list[bytes], generation: int = 0) -> bytes:
-    """A ``LOGS`` payload holding ``records``, as ``decode_events`` reads it."""
-    parts = [_GENERATION.pack(generation)]
-    for record in records:
-        parts += (_LENGTH.pack(len(record)), record)
-    return b"".join(parts)
-
-
-def generation_of(payload: memoryview) -> int:
-    return int(_GENERATION.unpack_from(payload, 0)[0])
-
-
-def encode_event(kind: int, fields: Mapping[str, Any]) -> bytes:
-    """Pickle one event; a value that does not pickle travels as its ``repr``."""
-    try:
-        return pickle.dumps((kind, fields), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        safe = {key: _picklable_or_repr(value) for key, value in fields.items()}
-        return pickle.dumps((kind, safe), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _picklable_or_repr(value: Any) -> Any:
-    try:
-        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return repr(value)
-    return value
-
-
-def decode_events(payload: bytes | memoryview) -> Iterator[tuple[int, dict[str, Any]] | Exception]:
-    """The ``(kind, fields)`` of each event in a ``LOGS`` payload, or why one did not unpickle."""
-    position = _GENERATION.size
-    end = len(payload)
-    while position + _LENGTH.size <= end:
-        (size,) = _LENGTH.unpack_from(payload, position)
-        position += _LENGTH.size
-        try:
-            yield pickle.loads(payload[position : position + size])
-        except Exception as error:  # a class the caller cannot import, say
-            yield error
-        position += size

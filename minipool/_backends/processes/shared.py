@@ -24,7 +24,7 @@ import functools
 from multiprocessing.sharedctypes import RawArray, RawValue
 from typing import Any
 
-IDLE = -1
+from ..._context import IDLE
 
 
 class SharedState:
