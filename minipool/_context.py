@@ -16,28 +16,36 @@ from dataclasses import dataclass
 from operator import length_hint
 from typing import Any, Protocol
 
-# What a running-job slot holds while its worker runs no job.
+# What a worker's running-job cell holds (besides the id of the job in hand):
+# IDLE between tasks; CHUNK_WIDE while it works on a task as a whole, with no
+# one job of it to name (see _backends.processes.shared).
 IDLE = -1
+CHUNK_WIDE = -2
+# The cells of JobCells.jobs.
+CLAIMED_CELL, RUNNING_CELL = 0, 1
 
 
-class JobSlots(Protocol):
-    """The cells a worker writes its job in hand to (``_shared.SharedState``, or in a
-    Dask job thread its stand-in), indexed by ``WorkerContext.worker_id``."""
-
+class StopFlag(Protocol):
     @property
     def stop_requested(self) -> bool: ...
 
-    @property
-    def running_slots(self) -> Any: ...  # int64 cells: a job id, or IDLE
+
+class JobCells(Protocol):
+    """Where a worker publishes the job in hand (a ``_backends.processes.shared.Gate``,
+    or in a Dask job thread a stand-in that nobody reads)."""
 
     @property
-    def started_slots(self) -> Any: ...  # float cells: a timed job's monotonic() start
+    def jobs(self) -> Any: ...  # int64 cells: [CLAIMED_CELL] a task number, [RUNNING_CELL] a job
+
+    @property
+    def started(self) -> Any: ...  # one double cell: a timed job's monotonic() start
 
 
 @dataclass(slots=True)
 class WorkerContext:
     worker_id: int
-    shared: JobSlots
+    shared: StopFlag
+    cells: JobCells
     state: Any = None
     logger: Any = None  # the structlog logger minipool.get_logger() binds
     # While an untracked chunk runs: its first job id, the iterator over its
@@ -50,8 +58,8 @@ class WorkerContext:
             # The job running is the item map() took last: no per-job cost.
             first, items, size = self.untracked
             return first + size - length_hint(items) - 1
-        job = self.shared.running_slots[self.worker_id]
-        return None if job == IDLE else job
+        job = int(self.cells.jobs[RUNNING_CELL])
+        return None if job < 0 else job
 
 
 _current: WorkerContext | None = None

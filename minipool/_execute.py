@@ -1,18 +1,35 @@
-"""Running jobs, on every backend: init and teardown, a pickled chunk in, a pickled outcome out."""
+"""Running jobs, on every backend: init and teardown, then a pickled chunk in, outcomes out.
+
+``execute`` runs one chunk where a backend put it (a worker process of the
+pool, a Dask worker's thread) and hands what comes of it to that backend's
+``Progress``, as ``Outcome`` pickles: every job's exception is caught and is
+that job's outcome, and so is anything raised while its arguments are
+unpickled or its result is pickled (``BaseException`` included: the process
+ignores SIGINT, so a ``KeyboardInterrupt`` or ``SystemExit`` here is the job's
+own). A tracked chunk pickles each result while its job is the one in hand,
+so a job whose result kills the worker as it pickles is the one blamed, and
+the results done so far can leave while the chunk runs on.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
 from collections.abc import Callable
-from itertools import count
 from time import monotonic, perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 from . import _context
-from ._context import IDLE
-from ._messages import Chunk, ErrorInfo, Outcome
-from ._pickling import PROTOCOL, FunctionCache, dumps, dumps_value, error_info, loads
+from ._context import CHUNK_WIDE, IDLE, RUNNING_CELL
+from ._messages import ADAPTIVE, UNTRACKED, Chunk, ErrorInfo, Outcome
+from ._pickling import FunctionCache, dumps_value, error_info, loads
+from ._scheduling import UNTRACKED_BELOW_SECONDS
+
+# How many jobs of an ADAPTIVE chunk run tracked before the worker judges
+# whether they are tiny: enough to average out the first job's warm-up, few
+# enough that tracking them costs little if they are (a tracked job costs
+# about a microsecond more).
+MEASURED_JOBS = 16
 
 
 def start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
@@ -35,72 +52,233 @@ def _nothing() -> None:
     pass
 
 
+class Results:
+    """One task's outcomes as its jobs finish, handed out in order as ``Outcome`` pickles.
+
+    Tracked jobs add a pickle each; an untracked run of jobs adds one pickle
+    for all of them (``add_batch``), after any tracked ones. The job's thread
+    adds; ``take`` may also be called from another thread (the process
+    worker's lifeline, under the worker's send lock), so an error is recorded
+    before the slot of its job appears in ``_blobs``.
+    """
+
+    __slots__ = ("_batch", "_blobs", "_errors", "_sent", "_sent_at", "first_job_id", "size", "task")
+
+    def __init__(self, task: int, first_job_id: int, size: int) -> None:
+        self.task = task
+        self.first_job_id = first_job_id
+        self.size = size
+        self._blobs: list[bytes] = []  # one pickled value per tracked job done (b"": failed)
+        self._errors: dict[int, ErrorInfo] = {}  # by position in the task
+        self._batch: tuple[int, bytes] | None = None  # untracked jobs: how many, their values
+        self._sent = 0  # jobs handed out already
+        self._sent_at = perf_counter()
+
+    @property
+    def done(self) -> int:
+        """Tracked jobs done (an untracked run comes after them)."""
+        return len(self._blobs)
+
+    @property
+    def unsent(self) -> int:
+        """Tracked jobs done whose outcomes were not handed out yet."""
+        return len(self._blobs) - self._sent
+
+    def add(self, blob: bytes) -> None:
+        self._blobs.append(blob)
+
+    def add_error(self, info: ErrorInfo) -> None:
+        self._errors[len(self._blobs)] = info
+        self._blobs.append(b"")
+
+    def add_batch(self, jobs: int, batch: bytes, errors: dict[int, ErrorInfo]) -> None:
+        """The outcomes of the next ``jobs`` jobs at once (``errors`` by position among them)."""
+        start = len(self._blobs)
+        self._errors.update({start + position: info for position, info in errors.items()})
+        self._batch = (jobs, batch)
+
+    def fail_all(self, info: ErrorInfo) -> None:
+        """Every job fails with ``info`` (the chunk itself could not be read)."""
+        self._errors = dict.fromkeys(range(self.size), info)
+        self._blobs = [b""] * self.size
+
+    def take(self, final: bool) -> list[bytes]:
+        """The pickled ``Outcome``s of what was done since the last take (none, one, or a
+        tracked run and then an untracked one); a ``final`` take ends with a final one."""
+        outcomes = []
+        batch, self._batch = self._batch, None
+        if self.unsent:
+            values = self._blobs[self._sent :]
+            outcomes.append(self._outcome(len(values), values, final and batch is None))
+        if batch is not None:
+            outcomes.append(self._outcome(batch[0], batch[1], final))
+        if final and not outcomes:
+            outcomes.append(self._outcome(0, [], True))
+        return outcomes
+
+    def _outcome(self, size: int, values: bytes | list[bytes], final: bool) -> bytes:
+        start, now = self._sent, perf_counter()
+        errors = {p - start: e for p, e in self._errors.items() if start <= p < start + size}
+        seconds = now - self._sent_at
+        self._sent, self._sent_at = start + size, now
+        return Outcome(self.task, start, size, values, errors or None, seconds, final).encode()
+
+
+class Progress(Protocol):
+    """Where a backend takes a chunk's outcomes as it runs."""
+
+    def began(self, results: Results) -> None:
+        """A task was claimed; its outcomes will be added to ``results``."""
+
+    def job_done(self, results: Results) -> None:
+        """A job of a tracked chunk finished, and another may start: a chance to send."""
+
+    def ended(self, results: Results) -> None:
+        """No job of the task runs any more: take the final outcome."""
+
+
 def execute(
-    payload: bytes | memoryview, functions: FunctionCache, context: _context.WorkerContext
-) -> bytes:
-    """Run a pickled ``Chunk``; return its pickled ``Outcome``. Every backend runs jobs here."""
+    payload: bytes | memoryview,
+    first_job_id: int,
+    size: int,
+    functions: FunctionCache,
+    context: _context.WorkerContext,
+    progress: Progress,
+    *,
+    task: int = 0,
+    timed: bool = False,
+) -> None:
+    """Run a pickled ``Chunk`` of ``size`` jobs from ``first_job_id`` on, reporting to
+    ``progress``. Every backend runs jobs here.
+
+    While it unpickles the chunk, the worker's running cell says what its
+    backend put there when it claimed the task (the job, for a chunk of one).
+    """
+    results = Results(task, first_job_id, size)
+    progress.began(results)
     try:
         chunk: Chunk = loads(payload)
         fn = functions.load(chunk.fn)
-    except Exception as error:
-        return dumps(_unreadable_chunk(error), protocol=PROTOCOL)
-    return encode_outcome(run_chunk(chunk, fn, context))
+    except BaseException as error:
+        results.fail_all(_unreadable_chunk(error))
+    else:
+        run_chunk(chunk, fn, context, results, progress, timed)
+    context.cells.jobs[RUNNING_CELL] = IDLE
+    progress.ended(results)
 
 
-def _unreadable_chunk(error: Exception) -> Outcome:
-    """The outcome of a chunk whose function or arguments did not unpickle here."""
+def run_chunk(
+    chunk: Chunk,
+    fn: Any,
+    context: _context.WorkerContext,
+    results: Results,
+    progress: Progress,
+    timed: bool = False,
+) -> None:
+    """Run the jobs of ``chunk`` (its function unpickled: ``fn``) into ``results``."""
+    call = _star_call(fn, chunk.kwargs) if chunk.star else fn
+    items = chunk.items
+    if chunk.tracking == UNTRACKED:
+        _run_untracked(items, call, context, results)
+        return
+    rest = _run_tracked(items, call, context, results, progress, timed, chunk.tracking)
+    if rest is not None:
+        _run_untracked(items[rest:], call, context, results)
+
+
+def _unreadable_chunk(error: BaseException) -> ErrorInfo:
+    """The error of every job of a chunk whose function or arguments did not unpickle here."""
     info = error_info(error)
     message = (
         f"the job could not be unpickled in the worker: {info.message}. Its function and "
         "arguments must be importable in worker processes (define them in a module, or "
         "pass functions defined in __main__ by value: lambdas and closures are)."
     )
-    return Outcome(-1, None, {0: ErrorInfo(info.type_name, message, info.traceback, None)}, 0.0)
+    return ErrorInfo(info.type_name, message, info.traceback, None)
 
 
-def run_chunk(chunk: Chunk, fn: Any, context: _context.WorkerContext) -> Outcome:
-    """Run every job of ``chunk``; each job's exception is caught and becomes its outcome.
+def _run_tracked(
+    items: list[Any],
+    call: Callable[[Any], Any],
+    context: _context.WorkerContext,
+    results: Results,
+    progress: Progress,
+    timed: bool,
+    tracking: int,
+) -> int | None:
+    """Each job in turn, its id published while it runs and while its result pickles.
 
-    The worker's ``running`` slot holds the id of the job in progress (of the
-    chunk's first job, if the chunk is not tracked), so that whoever watches
-    this process knows which job it died in; for a timed chunk its
-    ``started`` slot holds when that job started.
+    ``stop()`` ends the chunk between jobs: the ones after never start. An
+    ``ADAPTIVE`` chunk whose first jobs prove tiny stops being tracked: the
+    position from which the rest should run untracked is returned.
     """
-    # Every BaseException is the job's own (this process ignores SIGINT): a job
-    # raising KeyboardInterrupt or asyncio.CancelledError must not kill the worker.
+    jobs = context.cells.jobs
+    started = context.cells.started
+    shared = context.shared
+    job = results.first_job_id
+    began = perf_counter()
+    for position, item in enumerate(items):
+        if position:
+            if shared.stop_requested:
+                return None
+            if position == MEASURED_JOBS and tracking == ADAPTIVE and _tiny(began, position):
+                return position
+        if timed:
+            started[0] = monotonic()
+        jobs[RUNNING_CELL] = job
+        try:
+            value = call(item)
+        except BaseException as error:
+            results.add_error(error_info(error))
+        else:
+            _add_value(results, value, job)
+        progress.job_done(results)
+        job += 1
+    return None
+
+
+def _tiny(began: float, jobs: int) -> bool:
+    return perf_counter() - began < jobs * UNTRACKED_BELOW_SECONDS
+
+
+def _add_value(results: Results, value: Any, job: int) -> None:
+    try:
+        results.add(dumps_value(value))
+    except BaseException as error:
+        results.add_error(_unpicklable_result(value, job, error))
+
+
+def _run_untracked(
+    items: list[Any],
+    call: Callable[[Any], Any],
+    context: _context.WorkerContext,
+    results: Results,
+) -> None:
+    """Every job in one C-level loop, then every result in one pickle: the fast path for
+    tiny jobs, at the price of knowing only the chunk, not the job, while it runs."""
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
-    call = _star_call(fn, chunk.kwargs) if chunk.star else fn
-    slot = context.worker_id
-    running = context.shared.running_slots
-    started = context.shared.started_slots if chunk.timed else None
-    began = perf_counter()
-    if chunk.tracked:
-        append = values.append
-        for job_id, item in zip(count(chunk.first_job_id), chunk.items):
-            if started is not None:
-                started[slot] = monotonic()
-            running[slot] = job_id
-            try:
-                append(call(item))
-            except BaseException as error:
-                errors[len(values)] = error_info(error)
-                append(None)
-    else:
-        running[slot] = chunk.first_job_id
-        items = iter(chunk.items)
-        context.untracked = (chunk.first_job_id, items, len(chunk.items))
-        calls = map(call, items)
-        while True:
-            try:
-                values.extend(calls)  # keeps the values before a job that raises
-                break
-            except BaseException as error:
-                errors[len(values)] = error_info(error)
-                values.append(None)  # map() resumes with the next job
-        context.untracked = None
-    running[slot] = IDLE
-    return Outcome(chunk.first_job_id, values, errors or None, perf_counter() - began)
+    first = results.first_job_id + results.done
+    context.cells.jobs[RUNNING_CELL] = CHUNK_WIDE
+    iterator = iter(items)
+    context.untracked = (first, iterator, len(items))
+    calls = map(call, iterator)
+    while True:
+        try:
+            values.extend(calls)  # keeps the values before a job that raises
+            break
+        except BaseException as error:
+            errors[len(values)] = error_info(error)
+            values.append(None)  # map() resumes with the next job
+    context.untracked = None
+    try:
+        results.add_batch(len(values), dumps_value(values), errors)
+    except BaseException:
+        for position, value in enumerate(values):  # which ones do not pickle
+            if position in errors:
+                results.add_error(errors[position])
+            else:
+                _add_value(results, value, first + position)
 
 
 def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, ...]], Any]:
@@ -109,29 +287,28 @@ def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, .
     return lambda args: fn(*args)
 
 
-def encode_outcome(outcome: Outcome) -> bytes:
-    """Pickle ``outcome``; a result that does not pickle becomes that job's error."""
-    try:
-        return dumps_value(outcome)
-    except Exception:
-        return dumps(_replace_unpicklable(outcome), protocol=PROTOCOL)
+def _unpicklable_result(value: Any, job: int, error: BaseException) -> ErrorInfo:
+    info = error_info(error)
+    return ErrorInfo(
+        info.type_name,
+        f"the result of job {job} (a {type(value).__qualname__}) could not be pickled to "
+        f"send it back: {info.message}. Return picklable values.",
+        info.traceback,
+        None,
+    )
 
 
-def _replace_unpicklable(outcome: Outcome) -> Outcome:
-    values = list(outcome.values or ())
-    errors = dict(outcome.errors or {})
-    for position, value in enumerate(values):
-        try:
-            dumps_value(value)
-        except Exception as error:
-            job_id = outcome.first_job_id + position
-            values[position] = None
-            info = error_info(error)
-            errors[position] = ErrorInfo(
-                info.type_name,
-                f"the result of job {job_id} (a {type(value).__qualname__}) could not be "
-                f"pickled to send it back: {info.message}. Return picklable values.",
-                info.traceback,
-                None,
-            )
-    return Outcome(outcome.first_job_id, values, errors, outcome.seconds)
+class LastOutcome:
+    """A ``Progress`` that takes every outcome at the end (the Dask backend's)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[bytes] = []
+
+    def began(self, results: Results) -> None:
+        pass
+
+    def job_done(self, results: Results) -> None:
+        pass
+
+    def ended(self, results: Results) -> None:
+        self.outcomes = results.take(final=True)

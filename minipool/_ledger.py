@@ -1,11 +1,17 @@
 """Every backend's bookkeeping of outcomes: deliver each job's once, or run it again.
 
-A backend hands the ``Ledger`` what came back for a task (the pickled
-``Outcome`` a worker wrote, or an error that stands for every job of it); the
-ledger rebuilds the exceptions, runs failed jobs again while ``retries`` allow
-(through the backend's ``retry``), delivers the rest to the task's receiver,
-and keeps the counts ``Pool.stats`` reports. The process pool's master and the
-Dask backend both settle outcomes here, so ``retries`` cannot mean two things.
+A backend hands the ``Ledger`` what came back for a task (an ``Outcome`` a
+worker wrote, or an error that stands for every job of it); the ledger
+rebuilds the values and exceptions, runs failed jobs again while ``retries``
+allow (through the backend's ``retry``), delivers the rest to the task's
+receiver, and keeps the counts ``Pool.stats`` reports. The process pool's
+master and the Dask backend both settle outcomes here, so ``retries`` cannot
+mean two things.
+
+Whatever unpickling a value or an exception raises (``BaseException``
+included: it is the user's ``__reduce__`` that runs) is that job's error, so
+the thread that settles outcomes never dies of it and the other jobs of the
+chunk keep their results.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import PoolError, RemoteError, note_attempts
+from ._errors import RemoteError, note_attempts
 from ._messages import Outcome
 from ._pickling import loads, rebuild_exception
 from ._tasks import Task
@@ -35,24 +41,10 @@ class Ledger:
         self.failed = 0
         self.retried = 0
 
-    def settle(self, task: Task, payload: bytes | memoryview) -> Outcome | None:
-        """Settle ``task`` from a worker's pickled ``Outcome``; return it, None if unreadable."""
-        try:
-            outcome: Outcome = loads(payload)
-        except Exception as error:
-            self.fail(task, _unreadable_results(task, error))
-            return None
-        if outcome.values is None:  # the chunk itself did not unpickle in the worker
-            assert outcome.errors is not None
-            self.fail(task, rebuild_exception(outcome.errors[0]))
-            return None
-        errors = {}
-        if outcome.errors:
-            errors = {
-                position: rebuild_exception(info) for position, info in outcome.errors.items()
-            }
-        self.finish(task, outcome.values, errors, outcome.seconds, len(payload))
-        return outcome
+    def settle(self, task: Task, outcome: Outcome, nbytes: int = 0) -> None:
+        """Settle the jobs of ``task`` that ``outcome`` covers, from its ``offset`` on."""
+        values, errors = _decode(task, outcome)
+        self.finish(task, values, errors, outcome.seconds, nbytes, outcome.offset)
 
     def finish(
         self,
@@ -61,8 +53,10 @@ class Ledger:
         errors: dict[int, BaseException],
         seconds: float = 0.0,
         nbytes: int = 0,
+        offset: int = 0,
     ) -> None:
-        """Deliver the outcomes of ``task``'s jobs; failed ones with retries left run again.
+        """Deliver the outcomes of ``task``'s jobs from ``offset`` on (``errors`` by
+        position from there); failed ones with retries left run again.
 
         ``seconds`` and ``nbytes``: how long the worker ran them and how big
         their pickled outcome was, for sizing later chunks.
@@ -71,17 +65,20 @@ class Ledger:
             if errors and self.retries:
                 for error in errors.values():
                     note_attempts(error, task.attempts + 1)
-            self.deliver(task, 0, values, errors, seconds, nbytes)
+            self.deliver(task, offset, values, errors, seconds, nbytes)
             return
         failed = sorted(errors)
         self.retried += len(failed)
         self._retry(
-            [task.part(position, position + 1, attempts=task.attempts + 1) for position in failed]
+            [
+                task.part(offset + position, offset + position + 1, attempts=task.attempts + 1)
+                for position in failed
+            ]
         )
         start = 0
-        for stop in [*failed, task.size]:  # the runs of successes between failures
+        for stop in [*failed, len(values)]:  # the runs of successes between failures
             if stop > start:
-                self.deliver(task, start, values[start:stop], {}, 0.0)
+                self.deliver(task, offset + start, values[start:stop], {}, 0.0)
             start = stop + 1
 
     def deliver(
@@ -101,15 +98,41 @@ class Ledger:
 
     def fail(self, task: Task, error: BaseException) -> None:
         """Every job of ``task`` fails with ``error``, not retried (it would fail again)."""
-        if task.receiver.start():
+        if not task.receiver.abandoned:
             errors = dict.fromkeys(range(task.size), error)
             self.deliver(task, 0, [None] * task.size, errors, 0.0)
 
 
-def _unreadable_results(task: Task, error: Exception) -> PoolError:
-    last = task.first_job_id + task.size - 1
-    return RemoteError(
+def _decode(task: Task, outcome: Outcome) -> tuple[list[Any], dict[int, BaseException]]:
+    """The values and exceptions of ``outcome``'s jobs, each job's failure its own."""
+    errors: dict[int, BaseException] = {}
+    if outcome.errors:
+        errors = {position: rebuild_exception(info) for position, info in outcome.errors.items()}
+    if isinstance(outcome.values, bytes):  # one pickle of every value
+        try:
+            values: list[Any] = loads(outcome.values)
+        except BaseException as error:
+            first = task.first_job_id + outcome.offset
+            failure = _unreadable(f"jobs {first}..{first + outcome.size - 1}", error)
+            return [None] * outcome.size, dict.fromkeys(range(outcome.size), failure)
+        return values, errors
+    values = [None] * outcome.size
+    for position, blob in enumerate(outcome.values):
+        if position in errors:
+            continue
+        try:
+            values[position] = loads(blob)
+        except BaseException as error:
+            job = task.first_job_id + outcome.offset + position
+            errors[position] = _unreadable(f"job {job}", error)
+    return values, errors
+
+
+def _unreadable(jobs: str, error: BaseException) -> RemoteError:
+    failure = RemoteError(
         type(error).__qualname__,
-        f"the results of jobs {task.first_job_id}..{last} could not be unpickled in the "
-        f"caller: {error}. Return values whose classes the caller can import.",
+        f"the result of {jobs} could not be unpickled in the caller: {error}. Return "
+        "values whose classes the caller can import.",
     )
+    failure.__cause__ = error
+    return failure

@@ -12,103 +12,31 @@
 - levels: the caller's (``_logging.LogLevels``), so that an event the caller
   would drop is never even pickled.
 
-Every event goes through ``LogShipper.ship`` into the worker's ``LogSpill``.
-The spill is written to the results pipe just before the outcomes (so a
-job's events reach the caller before its result does), when it is full, and
-when its oldest event is ``LOG_FLUSH_SECONDS`` old (checked at each event
-and by the lifeline thread), so a long job's events arrive while it runs.
+Every event goes to the ``ship`` the backend gives: on the process pool,
+``processes.sender.Sender.ship``, which keeps events in the worker's
+``LogSpill`` and writes them to the results pipe just before the outcomes (so
+a job's events reach the caller before its result does), when the spill is
+full, and when its oldest event is ``LOG_FLUSH_SECONDS`` old, so a long job's
+events arrive while it runs; on Dask, with the job's outcome.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, MutableMapping
-from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
-if TYPE_CHECKING:
-    from ._backends.processes.log_spill import LogSpill
-
 from ._logging import LOGGING_RECORD, STRUCTLOG_EVENT, LogLevels
-from ._messages import LOGS, Outbox, encode_event
 
 # How long a logged event may wait for others to share its write. Longer
 # batches more under a steady trickle; shorter shows a long job's events sooner.
 LOG_FLUSH_SECONDS = 0.1
 
 Ship = Callable[[int, MutableMapping[str, Any]], None]
-
-
-class LogShipper:
-    """Collects one worker's events in its spill and writes them to its results pipe.
-
-    Every write to the results pipe goes through ``flush`` or ``ship`` under
-    one lock, because events can come from any thread of the worker.
-    """
-
-    def __init__(self, spill: LogSpill, results_fd: int, job_id: Callable[[], int | None]):
-        spill.start()
-        self._spill = spill
-        self._fd = results_fd
-        self._job_id = job_id
-        self._lock = threading.Lock()
-        self._oldest = 0.0  # when the oldest event in the spill was logged
-
-    def ship(self, kind: int, fields: MutableMapping[str, Any]) -> None:
-        fields["job_id"] = self._job_id()
-        record = encode_event(kind, fields)
-        with self._lock:
-            # A closed results pipe means the master is gone; the lifeline
-            # thread ends this process soon, and a job's log call must not fail
-            # meanwhile.
-            try:  # noqa: SIM105 -- contextlib.suppress costs ~0.4 us, and this runs per event
-                self._hold(record)
-            except BrokenPipeError:
-                pass
-
-    def _hold(self, record: bytes) -> None:
-        spill = self._spill
-        if not spill.used:
-            self._oldest = monotonic()
-        if spill.append(record):
-            if monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
-                self._flush_locked(Outbox(self._fd))
-            return
-        self._flush_locked(Outbox(self._fd))  # full: make room
-        self._oldest = monotonic()
-        if not spill.append(record):  # bigger than the whole spill: it goes alone
-            self._write_alone(record)
-
-    def flush(self, outbox: Outbox) -> None:
-        """Write the events held, then every frame in ``outbox``."""
-        with self._lock, contextlib.suppress(BrokenPipeError):
-            self._flush_locked(outbox)
-
-    def flush_if_due(self) -> None:
-        """Write the events held if the oldest has waited ``LOG_FLUSH_SECONDS``."""
-        with self._lock, contextlib.suppress(BrokenPipeError):
-            if self._spill.used and monotonic() - self._oldest >= LOG_FLUSH_SECONDS:
-                self._flush_locked(Outbox(self._fd))
-
-    def _flush_locked(self, outbox: Outbox) -> None:
-        held = self._spill.used > 0
-        if held:
-            outbox.add_first(LOGS, self._spill.payload())
-        outbox.flush()  # the pipe is blocking: this returns once all is written
-        if held:
-            self._spill.written()
-
-    def _write_alone(self, record: bytes) -> None:
-        outbox = Outbox(self._fd)
-        outbox.add(LOGS, self._spill.alone(record))
-        outbox.flush()
-        self._spill.written()
 
 
 def install(levels: LogLevels, ship: Ship, *, own_process: bool = True) -> FilteringBoundLogger:

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from ._backends import Backend
 from ._checks import check_seconds
+from ._messages import ADAPTIVE, TRACKED, UNTRACKED
 from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._scheduling import ChunkSizer
@@ -134,12 +135,13 @@ class _MapRun:
         self._sizer = ChunkSizer(chunksize, workers, total, cap, master.chunk_seconds)
         self._total = total
         self._window: deque[ChunkReceiver] = deque()
-        # Completion order, for ordered=False only: an ordered map must not
-        # keep every finished chunk alive here.
-        self._done: queue.SimpleQueue[Future[ChunkResult]] | None = (
+        # The chunks with outcomes to take, in the order they came in, for
+        # ordered=False only: an ordered map must not keep every finished chunk
+        # alive here.
+        self._news: queue.SimpleQueue[ChunkReceiver] | None = (
             None if ordered else queue.SimpleQueue()
         )
-        # Set whenever a chunk of an ordered map finishes (see _wait_for_head).
+        # Set whenever outcomes of an ordered map come in (see _wait_for_head).
         self._progress = threading.Event()
         self._exhausted = False
         # Raised once every result before it is out: the input's own error,
@@ -149,6 +151,8 @@ class _MapRun:
         self._positions = positions
         self._pulled = 0  # inputs taken so far: the position of the next
         self._handed_out = 0  # results in the chunks given to the consumer so far
+        self._jobs_done = 0  # in the chunks finished so far
+        self._jobs_shown = 0  # on the progress bar
 
     def start(self, progress: bool) -> None:
         if progress:
@@ -185,19 +189,13 @@ class _MapRun:
         return items
 
     def _submit(self, items: list[Any]) -> None:
-        receiver = ChunkReceiver(len(items), self._pulled)
+        receiver = ChunkReceiver(len(items), self._pulled, self._outcomes_in)
         self._pulled += len(items)
-        receiver.future.add_done_callback(self._sizer.observe)
-        if self._done is not None:
-            receiver.future.add_done_callback(self._done.put)
-        else:
-            receiver.future.add_done_callback(self._chunk_finished)
-        if self._bar is not None:
-            receiver.future.add_done_callback(partial(_advance_bar, self._bar, len(items)))
+        receiver.future.add_done_callback(partial(self._chunk_done, receiver))
         first = self._master.reserve_job_ids(len(items))
-        tracked = not self._sizer.jobs_are_tiny
+        tracking = UNTRACKED if self._sizer.jobs_are_tiny else ADAPTIVE
         tasks = _tasks_for(
-            first, self._fn, items, self._star, receiver, tracked, self._task_timeout
+            first, self._fn, items, self._star, receiver, tracking, self._task_timeout
         )
         try:
             self._master.enqueue(tasks)
@@ -211,8 +209,25 @@ class _MapRun:
             return
         self._window.append(receiver)
 
-    def _chunk_finished(self, _: Future[ChunkResult]) -> None:
-        self._progress.set()
+    def _chunk_done(self, receiver: ChunkReceiver, future: Future[ChunkResult]) -> None:
+        """Each chunk's one done-callback (in the backend's thread): keep it short."""
+        self._sizer.observe(future)
+        self._jobs_done += receiver.size
+        self._outcomes_in(receiver)
+
+    def _outcomes_in(self, receiver: ChunkReceiver) -> None:
+        """Outcomes of ``receiver`` came in (in the backend's thread): wake the consumer."""
+        if self._news is not None:
+            self._news.put(receiver)
+        else:
+            self._progress.set()
+
+    def _show_progress(self) -> None:
+        """Advance the progress bar to the jobs done so far (in the consumer's thread)."""
+        if self._bar is not None:
+            jobs_done = self._jobs_done
+            self._bar.update(jobs_done - self._jobs_shown)
+            self._jobs_shown = jobs_done
 
     def results(self) -> MapIterator:
         chunks = self._chunks()
@@ -229,55 +244,58 @@ class _MapRun:
     def _chunks(self) -> Generator[Iterable[Any], None, None]:
         try:
             while self._window:
-                receiver = self._next_done()
+                receiver = self._next_with_outcomes()
+                position = receiver.position + receiver.taken
+                values, errors = receiver.take()
+                if receiver.complete:
+                    self._window.remove(receiver)
+                self._show_progress()
                 self.fill()
-                self._handed_out += receiver.size
-                yield self._outcomes(receiver)
+                self._handed_out += len(values)
+                yield self._outcomes(position, values, errors)
             if self._end_error is not None:
                 raise self._end_error
         finally:
             self._close()
 
-    def _next_done(self) -> ChunkReceiver:
-        """The next chunk to finish in input order, or in completion order for ``ordered=False``."""
-        if self._done is None:
+    def _next_with_outcomes(self) -> ChunkReceiver:
+        """A chunk with outcomes not taken yet: the oldest chunk, for an ordered map, or any
+        one, in the order they came in, for ``ordered=False``."""
+        if self._news is None:
             self._wait_for_head()
-            return self._window.popleft()
-        try:
-            future = self._done.get(timeout=self._time_left())
-        except queue.Empty:
-            raise FuturesTimeoutError() from None
-        receiver = next(r for r in self._window if r.future is future)
-        self._window.remove(receiver)
-        return receiver
+            return self._window[0]
+        while True:
+            try:
+                receiver = self._news.get(timeout=self._time_left())
+            except queue.Empty:
+                raise FuturesTimeoutError() from None
+            if receiver.has_news:
+                return receiver
 
     def _wait_for_head(self) -> None:
-        """Wait for the oldest chunk; while it runs, refill as others finish.
+        """Wait for outcomes of the oldest chunk; meanwhile, refill as others finish.
 
         Otherwise one slow job at the head of an ordered map would leave every
         other worker idle once its own chunks were done. The window still caps
         how many finished chunks wait behind the head.
         """
-        head = self._window[0].future
-        while not head.done():
+        head = self._window[0]
+        while not head.has_news:
             if not self._progress.wait(self._time_left()):
                 raise FuturesTimeoutError()
-            self._progress.clear()  # then done() is checked again: no wakeup is lost
+            self._progress.clear()  # then has_news is checked again: no wakeup is lost
+            self._show_progress()
             self.fill()
 
-    def _outcomes(self, receiver: ChunkReceiver) -> Iterable[Any]:
-        outcomes: Iterable[Any]
-        if self._return_exceptions and _never_ran(receiver.future):
-            # stop() came before it ran: each job's outcome is its cancellation.
-            outcomes = [_stopped_job() for _ in range(receiver.size)]
-        else:
-            chunk = receiver.future.result()
-            outcomes = self._unpack(chunk) if chunk.errors else chunk.values
-        return zip(count(receiver.position), outcomes) if self._positions else outcomes
+    def _outcomes(
+        self, position: int, values: list[Any], errors: dict[int, BaseException]
+    ) -> Iterable[Any]:
+        outcomes = self._unpack(values, errors) if errors else values
+        return zip(count(position), outcomes) if self._positions else outcomes
 
-    def _unpack(self, chunk: ChunkResult) -> Iterator[Any]:
-        for position, value in enumerate(chunk.values):
-            error = chunk.errors.get(position)
+    def _unpack(self, values: list[Any], errors: dict[int, BaseException]) -> Iterator[Any]:
+        for position, value in enumerate(values):
+            error = errors.get(position)
             if error is None:
                 yield value
             elif self._return_exceptions:
@@ -293,9 +311,10 @@ class _MapRun:
     def _close(self) -> None:
         """The consumer is done (or gave up): cancel what has not started."""
         for receiver in self._window:
-            receiver.future.cancel()
+            receiver.abandon()
         self._window.clear()
         if self._bar is not None:
+            self._show_progress()
             self._bar.close()
 
 
@@ -328,20 +347,22 @@ def _tasks_for(
     items: list[Any],
     star: bool,
     receiver: ChunkReceiver,
-    tracked: bool,
+    tracking: int,
     timeout: float | None,
 ) -> list[Task]:
     """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
+    whole = Task(first, fn, items, star, None, receiver, 0, tracking, timeout=timeout)
     try:
-        return [Task(first, fn, items, star, None, receiver, 0, tracked, timeout=timeout)]
+        whole.frame()
+        return [whole]
     except Exception:
         pass
     tasks = []
-    for position, item in enumerate(items):
+    for position in range(len(items)):
+        task = whole.part(position, position + 1, tracking=TRACKED)
         try:
-            tasks.append(
-                Task(first + position, fn, [item], star, None, receiver, position, timeout=timeout)
-            )
+            task.frame()
+            tasks.append(task)
         except Exception as error:
             failure = TypeError(
                 f"the arguments of job {first + position} could not be pickled to send them "
@@ -352,21 +373,8 @@ def _tasks_for(
     return tasks
 
 
-def _never_ran(future: Future[ChunkResult]) -> bool:
-    # Cancelled while queued, or (already sent to a worker) failed with CancelledError.
-    return future.cancelled() or isinstance(future.exception(), CancelledError)
-
-
-def _stopped_job() -> CancelledError:
-    return CancelledError("the pool was stopped before this job ran")
-
-
 def _stopped_map() -> CancelledError:
     return CancelledError("the pool was stopped; the rest of this map's input was not run")
-
-
-def _advance_bar(bar: Any, jobs: int, _: Future[ChunkResult]) -> None:
-    bar.update(jobs)
 
 
 def _dumps_fn(fn: Callable[..., Any]) -> bytes:

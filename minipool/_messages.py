@@ -2,14 +2,18 @@
 
 Vocabulary: a *job* is one ``fn(*args, **kwargs)`` call the caller asked for;
 a ``Chunk`` is one or more jobs of the same function with consecutive job ids
-(``submit`` makes chunks of one, ``map`` makes bigger ones); a *batch* is the
-run of chunk frames the master writes to a worker in one system call; an
-``Outcome`` is what comes back for one chunk.
+(``submit`` makes chunks of one, ``map`` makes bigger ones); a *task* is a
+chunk as the master sends it to one worker; a *batch* is the run of frames
+the master writes to a worker in one system call; an ``Outcome`` is what comes
+back for a task's jobs: one for the whole chunk, or several, in order, for a
+chunk that streams results as it runs (the last is ``final``).
 
 Every message travels as a frame: an 8-byte little-endian payload length, one
 kind byte, then the payload (a pickle, or nothing). Frames let the master read
 and write without blocking and let either side pass several messages in one
-system call.
+system call. A ``CHUNK`` payload starts with a ``CHUNK_PREFIX`` (first job id,
+job count, flags), so that a worker knows which jobs it takes on before it
+unpickles them.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 HEADER = struct.Struct("<QB")
+CHUNK_PREFIX = struct.Struct("<qIB")  # first job id, job count, flags
+TIMED = 1  # flag: the chunk has a task_timeout; the worker stamps each job's start
 
 # Master -> worker.
 CHUNK = 1
@@ -31,47 +37,47 @@ STOP = 2  # finish what was sent before this frame, tear down, exit
 OUTCOME = 11
 READY = 12  # init finished; jobs may now fail only on their own account
 INIT_FAILED = 13
-RECYCLING = 14  # past max_worker_memory: exiting; the chunks not answered never ran
-LOGS = 15  # log events (see _log_spill)
+RECYCLING = 14  # past max_worker_memory: exiting; the tasks it did not claim never ran
+LOGS = 15  # log events (see log_spill)
+
+
+# How a worker runs the jobs of a chunk (``Chunk.tracking``):
+UNTRACKED = 0  # one C-level loop, every result pickled at the end (jobs measured tiny)
+ADAPTIVE = 1  # tracked, unless its first jobs prove tiny: then the rest untracked
+TRACKED = 2  # tracked to the end: re-runs after a death, jobs with a task_timeout
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Jobs ``first_job_id, first_job_id + 1, ...``: one call of ``fn`` per item.
+    """Jobs with consecutive ids (given beside it, in the ``CHUNK_PREFIX``): one call of
+    ``fn`` per item.
 
     With ``star`` each item is a tuple of arguments, ``fn(*item, **kwargs)``;
     without, ``fn(item)``: ``map`` over one iterable sends its items as they
     are, which pickles several times faster than one-element tuples.
 
-    A ``tracked`` chunk has the worker publish the id of each job before it
-    starts it, so that a crash is pinned on the job that caused it. Tracking
-    costs about 45 ns a job, which doubles the worker's cost of jobs that take
-    a few hundred nanoseconds; so chunks of jobs measured below
-    ``_scheduling.UNTRACKED_BELOW_SECONDS`` run untracked, as one C-level loop, and
-    if their worker dies their jobs run again, tracked (see ``_master``).
+    A tracked job has the worker publish its id before it starts it, and
+    pickle its result while that id is up, so that a crash is pinned on the
+    job that caused it and finished results can be sent while the chunk runs
+    on. That costs about a microsecond a job, several times the cost of jobs
+    that take a few hundred nanoseconds; so jobs measured below
+    ``_scheduling.UNTRACKED_BELOW_SECONDS`` run untracked, as one C-level
+    loop, and if their worker dies their jobs run again, tracked (see
+    ``blame``). A chunk sent before its jobs were measured is ``ADAPTIVE``:
+    the worker measures its first jobs and runs the rest untracked if they
+    are tiny.
     ``fn`` stays pickled (see ``_pickling.dumps_function``) so that the worker
     can cache the function by its bytes instead of unpickling it per job.
     """
 
-    first_job_id: int
     fn: bytes
     items: list[Any]
     star: bool
     kwargs: dict[str, Any] | None
-    tracked: bool = True
-    timed: bool = False  # has a task_timeout: the worker stamps each job's start
+    tracking: int = TRACKED
 
     def __reduce__(self) -> tuple[Any, ...]:
-        fields = (
-            self.first_job_id,
-            self.fn,
-            self.items,
-            self.star,
-            self.kwargs,
-            self.tracked,
-            self.timed,
-        )
-        return (Chunk, fields)
+        return (Chunk, (self.fn, self.items, self.star, self.kwargs, self.tracking))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,28 +97,46 @@ class ErrorInfo:
         return (ErrorInfo, (self.type_name, self.message, self.traceback, self.exception))
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The results of one chunk, in job order.
+class Outcome(NamedTuple):
+    """The outcomes of ``size`` consecutive jobs of one task, from its job ``offset`` on.
 
-    ``errors`` maps a job's position in the chunk to its error (its slot in
-    ``values`` is then ``None``); it is ``None`` when every job succeeded, which
-    keeps the common case small. ``values`` is ``None`` when the chunk could not
-    be run at all (it did not unpickle): ``errors[0]`` is then every job's error.
-    ``seconds`` is the time the jobs ran, used to size later chunks.
+    ``values`` is either one pickle of the list of their values (an untracked
+    chunk pickles its results at once) or a pickle per job, each made while
+    that job was the one in hand (``b""`` for a job that failed). ``errors``
+    maps a job's position in this outcome to its error; it is ``None`` when
+    every job succeeded, which keeps the common case small. ``seconds`` is how
+    long the worker spent on these jobs, used to size later chunks.
+
+    ``task`` is the task's number at its worker (see ``shared.Gate``; 0 where
+    there is no such count). The ``final`` outcome of a task is its last: any
+    of its jobs after it never started (the pool was stopped).
+
+    A ``NamedTuple``, not a frozen dataclass like the other messages, and sent
+    as a plain tuple (``encode``/``decode``): there is one per task, and a
+    frozen dataclass costs 2 us to unpickle in the master against 0.4 us.
     """
 
-    first_job_id: int
-    values: list[Any] | None
+    task: int
+    offset: int
+    size: int
+    values: bytes | list[bytes]
     errors: dict[int, ErrorInfo] | None
     seconds: float
+    final: bool
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Outcome, (self.first_job_id, self.values, self.errors, self.seconds))
+    def encode(self) -> bytes:
+        return pickle.dumps(tuple(self), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def decode(cls, payload: bytes | memoryview) -> Outcome:
+        return tuple.__new__(cls, pickle.loads(payload))
 
 
-def frame_header(kind: int, payload_size: int) -> bytes:
-    return HEADER.pack(payload_size, kind)
+def chunk_header(first_job_id: int, size: int, timed: bool, payload_size: int) -> bytes:
+    """The frame header and ``CHUNK_PREFIX`` of a chunk whose pickle is ``payload_size`` bytes."""
+    flags = TIMED if timed else 0
+    frame = HEADER.pack(CHUNK_PREFIX.size + payload_size, CHUNK)
+    return frame + CHUNK_PREFIX.pack(first_job_id, size, flags)
 
 
 class FrameReader:

@@ -83,9 +83,10 @@ def error_info(error: BaseException) -> ErrorInfo:
         blob = dumps_value(error)
         # An exception whose __init__ takes other arguments than it passes to
         # BaseException pickles fine but fails to unpickle (CPython issue
-        # 79492); find that out here rather than in the caller.
+        # 79492); find that out here rather than in the caller. BaseException:
+        # whatever a __reduce__ raises, this error must still be sent.
         loads(blob)
-    except Exception:
+    except BaseException:
         blob = None
     return ErrorInfo(type(error).__qualname__, _safe_str(error), text, blob)
 
@@ -96,7 +97,7 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
     if info.exception is not None:
         try:
             error = loads(info.exception)
-        except Exception:
+        except BaseException:  # whatever its __reduce__ raises: the job's error, not ours
             error = None
     if not isinstance(error, BaseException):
         error = RemoteError(info.type_name, info.message, info.traceback)

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-import cloudpickle
-
 from . import _exits
-from ._backends import Backend, dask_backend
-from ._backends.processes import Master
-from ._checks import check_positive, check_seconds
-from ._logging import check_log_level
+from ._backends import start_backend
 from ._map import map_jobs
-from ._pickling import PROTOCOL, dumps_function
+from ._options import check_options, name_of
+from ._pickling import dumps_function
 from ._stats import PoolStats
-from ._tasks import JobReceiver, Task
+from ._tasks import JobFuture, JobReceiver, Task
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-# Python 3.14 made forkserver the default on Linux for the reason we do:
-# forking a process that runs threads (the master thread, the caller's own)
-# can copy a lock some thread holds and deadlock the child. macOS cannot fork
-# safely at all, so it gets spawn, as multiprocessing does there.
-DEFAULT_START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
 
 
 class Pool(Executor):
@@ -84,36 +72,21 @@ class Pool(Executor):
         log_level: int | str | None = None,
         cluster: Any = None,
     ) -> None:
-        if workers is not None or cluster is None or cluster == "local":
-            workers = _cpu_count() if workers is None else workers
-            check_positive("workers", workers, "for one per CPU")
-        if max_tasks_per_worker is not None:
-            check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
-        if max_worker_memory is not None:
-            check_positive("max_worker_memory", max_worker_memory, "for no limit")
-        if task_timeout is not None:
-            check_seconds("task_timeout", task_timeout)
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
-        if log_sink is not None and not callable(log_sink):
-            raise TypeError(
-                f"log_sink must be a callable that takes each worker event dict, got {log_sink!r}"
-            )
-        options: dict[str, Any] = {
-            "init": _pickle_init(init, init_args),
-            "task_timeout": task_timeout,
-            "retries": retries,
-            "log_sink": log_sink,
-            "log_level": check_log_level(log_level),
-        }
-        self._backend = _start_backend(
-            cluster,
-            options,
-            workers=workers,
+        options = check_options(
+            workers,
+            init=init,
+            init_args=init_args,
             start_method=start_method,
             max_tasks_per_worker=max_tasks_per_worker,
             max_worker_memory=max_worker_memory,
+            task_timeout=task_timeout,
+            retries=retries,
+            log_sink=log_sink,
+            log_level=log_level,
+            cluster=cluster,
+            cpu_count=_cpu_count,
         )
+        self._backend = start_backend(options)
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
         _exits.register(self._backend)
@@ -132,7 +105,7 @@ class Pool(Executor):
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable as fn, got {fn!r}")
-        future: Future[T] = Future()
+        future: JobFuture[T] = JobFuture()
         first = self._backend.reserve_job_ids(1)
         try:
             task = Task(
@@ -144,10 +117,11 @@ class Pool(Executor):
                 JobReceiver(future),
                 timeout=self._backend.task_timeout,
             )
+            task.frame()
         except Exception as error:
             raise TypeError(
-                f"cannot send {_name(fn)} and its arguments to a worker: {error}. Pass picklable "
-                "arguments, or create the unpicklable object inside the job or in init."
+                f"cannot send {name_of(fn)} and its arguments to a worker: {error}. Pass "
+                "picklable arguments, or create the unpicklable object inside the job or in init."
             ) from error
         self._backend.enqueue([task])
         return future
@@ -221,67 +195,8 @@ class Pool(Executor):
         return self._backend.stats()
 
 
-def _start_backend(cluster: Any, options: dict[str, Any], **process_options: Any) -> Backend:
-    """The process pool's master, or with ``cluster`` the Dask backend."""
-    if cluster is not None:
-        _check_cluster_options(cluster, **process_options)
-        return dask_backend(cluster, workers=process_options["workers"], **options)
-    return Master(
-        workers=process_options["workers"],
-        start_method=_check_start_method(process_options["start_method"]),
-        max_tasks_per_worker=process_options["max_tasks_per_worker"],
-        max_worker_memory=process_options["max_worker_memory"],
-        **options,
-    )
-
-
-def _check_cluster_options(cluster: Any, **options: Any) -> None:
-    """Refuse the options that only the process pool has, saying what Dask offers instead."""
-    instead = {
-        "workers": "the cluster decides how many workers it has (pass workers only "
-        'with cluster="local")',
-        "start_method": "Dask starts its own worker processes",
-        "max_tasks_per_worker": "give `dask worker` a --lifetime to recycle workers",
-        "max_worker_memory": "give `dask worker` a --memory-limit",
-    }
-    for name, value in options.items():
-        if value is not None and not (name == "workers" and cluster == "local"):
-            raise ValueError(f"{name} cannot be used with cluster={cluster!r}: {instead[name]}")
-
-
-def _check_start_method(method: str | None) -> str:
-    available = multiprocessing.get_all_start_methods()
-    if method is None:
-        return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else available[0]
-    if method not in available:
-        raise ValueError(
-            f"start_method must be one of {', '.join(map(repr, available))} on this "
-            f"platform, got {method!r}"
-        )
-    return method
-
-
-def _pickle_init(init: Any, init_args: Any) -> bytes | None:
-    if init is None:
-        return None
-    if not callable(init):
-        raise TypeError(f"init must be a callable run once in each worker, got {init!r}")
-    if isinstance(init_args, (str, bytes)) or not isinstance(init_args, Iterable):
-        raise TypeError(f"init_args must be a tuple of arguments for init, got {init_args!r}")
-    try:
-        return cloudpickle.dumps((init, tuple(init_args)), protocol=PROTOCOL)  # type: ignore[no-any-return]
-    except Exception as error:
-        raise TypeError(
-            f"cannot send init {_name(init)} and init_args to the workers: {error}"
-        ) from error
-
-
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)

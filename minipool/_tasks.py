@@ -1,26 +1,53 @@
-"""The caller side of a job: the task record the master dispatches, and where its outcome goes.
+"""The caller side of a job: the task record a backend dispatches, and where its outcome goes.
 
 A ``Task`` is one chunk (see ``_messages``) together with everything needed to
 dispatch it again: if its worker dies, the jobs in it that did not get an
 outcome go back to the queue, so the task keeps its arguments as well as their
 pickled form. A *receiver* turns outcomes into what the caller waits on: the
 ``Future`` of one ``submit``, or the result of one ``map`` chunk.
+
+A job is *pending* until a worker starts it, wherever it waits: in the pool's
+queue, or sent to a worker (its task then has a ``Placement``). Only a
+pending job can be cancelled, and a cancelled job never runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from concurrent.futures import _base as futures_states
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from ._messages import CHUNK, Chunk, frame_header
+from ._messages import TRACKED, Chunk, chunk_header
 from ._pickling import PROTOCOL, dumps
+
+T = TypeVar("T")
+
+
+class Placement(Protocol):
+    """Where a task waits at a worker, as the backend knows it."""
+
+    def started(self) -> bool:
+        """Whether the worker has started the task."""
+
+    def revoke(self) -> bool:
+        """Take the task back unless the worker started it; whether it was taken back."""
 
 
 class Receiver(Protocol):
-    def start(self) -> bool:
-        """Called before any of its jobs is dispatched; False if the caller cancelled."""
+    """What a backend tells about a task's jobs, from sending them to their outcomes."""
+
+    @property
+    def abandoned(self) -> bool:
+        """The caller cancelled: drop the task, it needs no outcome."""
+
+    def place(self, placement: Placement | None) -> bool:
+        """The task is about to be sent to a worker; False (and it must not be) if the
+        caller cancelled it."""
+
+    def unplace(self, placement: Placement | None) -> None:
+        """The task was taken back from its worker, or finished there."""
 
     def deliver(
         self,
@@ -35,35 +62,81 @@ class Receiver(Protocol):
         ``seconds`` is how long the worker took to run them.
         """
 
-    def cancel(self, reason: str) -> None:
-        """The pool stopped before these jobs ran."""
+    def cancel(self, offset: int, count: int, reason: str) -> None:
+        """Jobs ``offset`` to ``offset + count - 1`` never ran and never will (stop())."""
 
 
-class _FutureReceiver:
-    """A receiver whose outcome ends in one ``Future``."""
+class JobFuture(Future[T]):
+    """The ``Future`` of one job, which knows where the job waits.
 
-    __slots__ = ("_running", "future")
+    ``running()`` is True from the moment a worker starts the job, even
+    before the pool hears of it; ``cancel()`` takes the job back from the
+    worker it waits at, and fails only once that worker has started it. The
+    pool never marks it running: from pending it goes straight to done.
+    """
 
-    def __init__(self, future: Future[Any]) -> None:
-        self.future = future
-        self._running: bool | None = None
+    _placement: Placement | None = None
 
-    def start(self) -> bool:
-        if self._running is None:
-            self._running = self.future.set_running_or_notify_cancel()
-        return self._running
+    def running(self) -> bool:
+        with self._condition:
+            if self._state != futures_states.PENDING:
+                return self._state == futures_states.RUNNING
+            placement = self._placement
+            return placement is not None and placement.started()
 
-    def cancel(self, reason: str) -> None:
-        if not self.future.done() and not self.future.cancel():
-            # Already dispatched, so cancel() refuses; the jobs never ran, and
-            # the caller still learns so.
-            self.future.set_exception(CancelledError(reason))
+    def cancel(self) -> bool:
+        with self._condition:
+            placement = self._placement
+            if placement is not None:
+                if not placement.revoke():
+                    return False
+                # Revoked, so no worker will start it: its backend drops it on
+                # sight, even before the state below says cancelled.
+                self._placement = None
+        if not super().cancel():
+            return False
+        self._notify_cancelled()
+        return True
+
+    def _notify_cancelled(self) -> None:
+        """Wake ``wait()`` and ``as_completed()`` now, not when the pool next looks at the job."""
+        with self._condition:
+            if self._state == futures_states.CANCELLED:
+                self.set_running_or_notify_cancel()
+
+    # ---- the backend's side --------------------------------------------------------
+
+    def place(self, placement: Placement | None) -> bool:
+        """The job is sent to a worker, to wait at ``placement``; False if it was cancelled."""
+        with self._condition:
+            if self._state == futures_states.PENDING:
+                self._placement = placement
+                return True
+        self._notify_cancelled()
+        return False
+
+    def unplace(self) -> None:
+        """The job was taken back from its worker: it waits in the pool's queue."""
+        self._placement = None  # one store: atomic for the threads that read it
 
 
-class JobReceiver(_FutureReceiver):
+class JobReceiver:
     """The ``Future`` returned by ``submit``."""
 
-    __slots__ = ()
+    __slots__ = ("future",)
+
+    def __init__(self, future: JobFuture[Any]) -> None:
+        self.future = future
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.cancelled()
+
+    def place(self, placement: Placement | None) -> bool:
+        return self.future.place(placement)
+
+    def unplace(self, placement: Placement | None) -> None:
+        self.future.unplace()
 
     def deliver(
         self,
@@ -73,10 +146,20 @@ class JobReceiver(_FutureReceiver):
         seconds: float,
         nbytes: int = 0,
     ) -> None:
+        future = self.future
+        future.unplace()  # done, it waits nowhere (and no reference cycle stays behind)
         if errors:
-            self.future.set_exception(errors[0])
+            future.set_exception(errors[0])
         else:
-            self.future.set_result(values[0])
+            future.set_result(values[0])
+
+    def cancel(self, offset: int, count: int, reason: str) -> None:
+        future = self.future
+        future.unplace()
+        if not future.cancel() and not future.done():
+            # A job whose start the pool did see cannot be cancelled; if one
+            # ever comes here, its caller still learns that it will not finish.
+            future.set_exception(CancelledError(reason))
 
 
 class ChunkResult(NamedTuple):
@@ -88,21 +171,69 @@ class ChunkResult(NamedTuple):
     nbytes: int  # of the pickled outcomes it came in
 
 
-class ChunkReceiver(_FutureReceiver):
-    """Gathers the outcomes of one ``map`` chunk, which may come back in parts."""
+class ChunkReceiver:
+    """Gathers the outcomes of one ``map`` chunk, which may come back in parts.
 
-    __slots__ = ("_errors", "_nbytes", "_remaining", "_seconds", "_values", "position", "size")
-    future: Future[ChunkResult]
+    The map's consumer ``take``s the outcomes at the chunk's front as they come
+    in (``on_outcomes`` tells it, from the backend's thread), so a result is
+    not held back by a slow job later in its chunk. The future is the map's
+    own, never the caller's: it completes when every part is in (for chunk
+    sizing), and ``abandon`` cancels it when the map is dropped.
+    """
 
-    def __init__(self, size: int, position: int) -> None:
-        super().__init__(Future())
+    __slots__ = (
+        "_errors",
+        "_later",
+        "_nbytes",
+        "_on_outcomes",
+        "_placements",
+        "_ready",
+        "_remaining",
+        "_seconds",
+        "_values",
+        "future",
+        "position",
+        "size",
+        "taken",
+    )
+
+    def __init__(
+        self, size: int, position: int, on_outcomes: Callable[[ChunkReceiver], None]
+    ) -> None:
+        self.future: Future[ChunkResult] = Future()
         self.size = size
         self.position = position  # of its first job in the map's input
+        self._on_outcomes = on_outcomes
         self._values: list[Any] = [None] * size
         self._errors: dict[int, BaseException] = {}
         self._remaining = size
+        self._ready = 0  # jobs at the front whose outcomes are in
+        self._later: dict[int, int] = {}  # parts in beyond the front: offset -> jobs
+        self.taken = 0  # jobs at the front whose outcomes the consumer took
         self._seconds = 0.0
         self._nbytes = 0
+        # Where its parts wait at workers (one, unless a crash split the chunk).
+        self._placements: set[Placement] = set()
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.cancelled()
+
+    def place(self, placement: Placement | None) -> bool:
+        if self.future.cancelled():
+            return False
+        if placement is not None:
+            self._placements.add(placement)
+        return True
+
+    def unplace(self, placement: Placement | None) -> None:
+        self._placements.discard(placement)
+
+    def abandon(self) -> None:
+        """The map is dropped: cancel the chunk, and take back what no worker started."""
+        if self.future.cancel():
+            for placement in list(self._placements):  # one C call: no other thread interleaves
+                placement.revoke()
 
     def deliver(
         self,
@@ -113,9 +244,7 @@ class ChunkReceiver(_FutureReceiver):
         nbytes: int = 0,
     ) -> None:
         if self.future.done():
-            # Cancelled by stop() while another part of it (split off after a
-            # crash) was still running elsewhere: that part's result is moot.
-            return
+            return  # abandoned: nobody reads it
         self._seconds += seconds
         self._nbytes += nbytes
         if offset == 0 and len(values) == self.size:
@@ -125,14 +254,51 @@ class ChunkReceiver(_FutureReceiver):
         for position, error in errors.items():
             self._errors[offset + position] = error
         self._remaining -= len(values)
+        self._later[offset] = len(values)
+        while self._ready in self._later:  # last: the values are in place when it moves
+            self._ready += self._later.pop(self._ready)
         if self._remaining == 0:
             result = ChunkResult(self._values, self._errors, self._seconds, self._nbytes)
-            self.future.set_result(result)
+            self.future.set_result(result)  # its done-callback tells the consumer
+        else:
+            self._on_outcomes(self)
+
+    def cancel(self, offset: int, count: int, reason: str) -> None:
+        errors: dict[int, BaseException] = {n: CancelledError(reason) for n in range(count)}
+        self.deliver(offset, [None] * count, errors, 0.0)
+
+    # ---- the map's consumer --------------------------------------------------------
+
+    @property
+    def has_news(self) -> bool:
+        return self._ready > self.taken
+
+    @property
+    def complete(self) -> bool:
+        return self.taken == self.size
+
+    def take(self) -> tuple[list[Any], dict[int, BaseException]]:
+        """The outcomes that came in at the front since the last take: values, and errors
+        by position among them."""
+        start, stop = self.taken, self._ready
+        self.taken = stop
+        values = self._values if start == 0 and stop == self.size else self._values[start:stop]
+        if not self._errors:
+            return values, {}
+        # list(): one C call, so the backend's thread cannot add an error meanwhile.
+        errors = {p - start: e for p, e in list(self._errors.items()) if start <= p < stop}
+        return values, errors
 
 
 @dataclass(slots=True, eq=False)
 class Task:
-    """One chunk of jobs as the master holds it until every job has an outcome."""
+    """One chunk of jobs as a backend holds it until every job has an outcome.
+
+    Its frame (the pickled chunk and its header) is made on first use: the
+    caller makes it at once, so that an argument that does not pickle fails
+    in ``submit``; the parts a backend cuts from a task (see ``part``) make
+    theirs only if they are sent again.
+    """
 
     first_job_id: int
     fn: bytes
@@ -141,31 +307,29 @@ class Task:
     kwargs: dict[str, Any] | None
     receiver: Receiver
     offset: int = 0  # position of this task's first job in its receiver
-    tracked: bool = True  # see _messages.Chunk
+    tracking: int = TRACKED  # see _messages.Chunk
     attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
     timeout: float | None = None  # task_timeout, seconds per job
-    payload: bytes = field(default=b"", repr=False)
-    header: bytes = field(default=b"", repr=False)
+    _frame: tuple[bytes, bytes] | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
-            self.tracked = True  # a timeout needs each job's start
-        if not self.payload:
-            chunk = Chunk(
-                self.first_job_id,
-                self.fn,
-                self.items,
-                self.star,
-                self.kwargs,
-                self.tracked,
-                self.timeout is not None,
-            )
-            self.payload = dumps(chunk, protocol=PROTOCOL)
-        self.header = frame_header(CHUNK, len(self.payload))
+            self.tracking = TRACKED  # a timeout needs each job's start
 
     @property
     def size(self) -> int:
         return len(self.items)
+
+    def frame(self) -> tuple[bytes, bytes]:
+        """The ``CHUNK`` frame's header (with its prefix) and the pickled chunk."""
+        if self._frame is None:
+            chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking)
+            payload = dumps(chunk, protocol=PROTOCOL)
+            header = chunk_header(
+                self.first_job_id, self.size, self.timeout is not None, len(payload)
+            )
+            self._frame = (header, payload)
+        return self._frame
 
     def pieces(self, size: int) -> list[Task]:
         """This task cut into tasks of at most ``size`` jobs (itself if it fits)."""
@@ -176,7 +340,7 @@ class Task:
         ]
 
     def part(
-        self, start: int, stop: int, *, tracked: bool | None = None, attempts: int | None = None
+        self, start: int, stop: int, *, tracking: int | None = None, attempts: int | None = None
     ) -> Task:
         """The jobs ``start:stop`` of this task as a task of their own."""
         return Task(
@@ -187,15 +351,7 @@ class Task:
             self.kwargs,
             self.receiver,
             self.offset + start,
-            self.tracked if tracked is None else tracked,
+            self.tracking if tracking is None else tracking,
             self.attempts if attempts is None else attempts,
             self.timeout,
         )
-
-
-def locate(tasks: Sequence[Task], job_id: int) -> tuple[int, int]:
-    """Which task, and which job in it, ``job_id`` is; the first job if none holds it."""
-    for index, task in enumerate(tasks):
-        if task.first_job_id <= job_id < task.first_job_id + task.size:
-            return index, job_id - task.first_job_id
-    return 0, 0

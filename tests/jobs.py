@@ -499,3 +499,93 @@ def log_until_stop_requested(started: str) -> bool:
     stopped = wait_for(minipool.stop_requested, RELEASE_TIMEOUT)
     minipool.get_logger().info("stopping")
     return stopped
+
+
+# ---- jobs whose result or arguments misbehave while they are pickled -----------------------
+
+
+def _misbehave(how: str) -> None:
+    """Kill this process (``crash``: SIGKILL; ``exit``: os._exit(3)) or raise (``raise``)."""
+    if how == "crash":
+        kill_self_with_signal(signal.SIGKILL)
+    elif how == "exit":
+        os._exit(3)
+    raise ValueError(f"misbehaved while pickling ({how})")
+
+
+class MisbehavingResult:
+    """A result whose pickling in the worker kills the worker or raises, by ``how``."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _misbehave(self.how)
+        raise AssertionError("unreachable")
+
+
+def return_misbehaving_result(how: str) -> MisbehavingResult:
+    return MisbehavingResult(how)
+
+
+def _rebuild_or_misbehave(how: str) -> Any:
+    if multiprocessing.parent_process() is not None:  # a worker
+        _misbehave(how)
+    return MisbehavingArgument(how)
+
+
+class MisbehavingArgument:
+    """An argument that pickles in the caller; unpickling it in a worker kills it or raises."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_or_misbehave, (self.how,))
+
+
+def take_argument(argument: Any) -> str:
+    return "ran"
+
+
+def _wait_then_rebuild(started: str, release: str) -> SlowToPickle:
+    return SlowToPickle(started, release)
+
+
+class SlowToPickle:
+    """Pickling this marks ``started`` and waits for ``release`` (a result that takes long
+    to pickle); unpickling it is quick."""
+
+    def __init__(self, started: str, release: str) -> None:
+        self.started = started
+        self.release = release
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        block_until_released(self.started, self.release)
+        return (_wait_then_rebuild, (self.started, self.release))
+
+
+def return_slow_to_pickle(started: str, release: str) -> SlowToPickle:
+    return SlowToPickle(started, release)
+
+
+def block_on_zero_else_sleep(started: str, release: str, seconds: float, x: int) -> int:
+    """``x``; item 0 waits for the test to create ``release``, the others take ``seconds``."""
+    if x == 0:
+        block_until_released(started, release)
+    else:
+        time.sleep(seconds)
+    return x
+
+
+def block_on_negative(started: str, release: str, x: int) -> int:
+    """``x`` at once; a negative ``x`` first waits for the test to create ``release``."""
+    if x < 0:
+        block_until_released(started, release)
+    return x
+
+
+def init_blocks_until_released(release: str) -> str:
+    """An init that waits for the test: a worker still starting."""
+    wait_for_path(release, RELEASE_TIMEOUT)
+    return "ready"

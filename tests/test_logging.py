@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,9 @@ from helpers import wait_for
 
 import minipool
 from minipool._backends.processes.log_spill import SPILL_BYTES
-from minipool._backends.processes.shared import SharedState
-from minipool._context import WorkerContext
-from minipool._execute import run_chunk
-from minipool._messages import Chunk
+from minipool._context import IDLE, WorkerContext
+from minipool._execute import LastOutcome, Results, run_chunk
+from minipool._messages import UNTRACKED, Chunk, Outcome
 
 Events = list[dict[str, Any]]
 TIMEOUT = 30.0
@@ -101,7 +101,8 @@ def test_job_ids_are_right_in_fast_maps(make_pool: Callable[..., minipool.Pool])
 
 def test_an_untracked_chunk_knows_which_job_runs() -> None:
     """In a chunk run as one C-level map(), each job still sees its own job id."""
-    context = WorkerContext(0, SharedState(1))
+    cells = _Cells()
+    context = WorkerContext(0, cells, cells)
     seen: list[int | None] = []
 
     def job(x: int) -> int:
@@ -110,11 +111,26 @@ def test_an_untracked_chunk_knows_which_job_runs() -> None:
             raise ValueError("the map resumes after this")
         return x
 
-    chunk = Chunk(100, b"", list(range(5)), False, None, tracked=False)
-    outcome = run_chunk(chunk, job, context)
+    chunk = Chunk(b"", list(range(5)), False, None, UNTRACKED)
+    results = Results(1, 100, 5)
+    run_chunk(chunk, job, context, results, LastOutcome())
     assert seen == [100, 101, 102, 103, 104]
-    assert outcome.values == [0, 1, None, 3, 4]
+    [payload] = results.take(final=True)
+    outcome = Outcome.decode(payload)
+    assert isinstance(outcome.values, bytes)
+    assert pickle.loads(outcome.values) == [0, 1, None, 3, 4]
+    assert list(outcome.errors) == [2]
     assert context.job_id() is None
+
+
+class _Cells:
+    """A worker's job cells and stop flag, outside any worker."""
+
+    stop_requested = False
+
+    def __init__(self) -> None:
+        self.jobs = [0, IDLE]
+        self.started = [0.0]
 
 
 def test_stdlib_records_reach_the_callers_handlers(

@@ -1,15 +1,17 @@
 """Where jobs run: the protocol every backend implements, and how ``Pool`` picks one.
 
-    Pool / map_jobs ──► Backend.enqueue(tasks) ──► processes: _master.Master
+    Pool / map_jobs ──► Backend.enqueue(tasks) ──► processes: processes.Master
                                                    (worker processes of its own)
                    ◄── Task.receiver.deliver   ◄── dask: _backends.dask.DaskBackend
                                                    (a distributed.Client)
 
-Both run a pickled chunk of jobs with ``_worker.execute`` in the process
+Both run a pickled chunk of jobs with ``_execute.execute`` in the process
 that runs it (which catches each job's exception, and turns a result that
 does not pickle into that job's error), and both settle the outcomes in the
 caller with ``_ledger.Ledger`` (exceptions rebuilt, ``retries``, ``stats``):
 the code that runs a job and decides its outcome is the same on every backend.
+Both keep job ids, the closed-pool guard and the counters the same way
+(``base.BackendBase``).
 
 ``_backends.dask`` imports ``distributed``; it is imported only when a pool is
 given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
@@ -17,8 +19,11 @@ given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import multiprocessing
+import sys
+from typing import TYPE_CHECKING, Protocol
 
+from .._options import PoolOptions
 from .._stats import PoolStats
 from .._tasks import Task
 
@@ -74,8 +79,54 @@ class Backend(Protocol):
     def stats(self) -> PoolStats: ...
 
 
-def dask_backend(cluster: Any, **options: Any) -> DaskBackend:
-    """The Dask backend on ``cluster``; without the ``cluster`` extra, say how to install it."""
+# Python 3.14 made forkserver the default on Linux for the reason we do:
+# forking a process that runs threads (the master thread, the caller's own)
+# can copy a lock some thread holds and deadlock the child. macOS cannot fork
+# safely at all, so it gets spawn, as multiprocessing does there.
+DEFAULT_START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
+
+
+def start_backend(options: PoolOptions) -> Backend:
+    """The process pool's master, or with ``options.cluster`` the Dask backend."""
+    if options.cluster is not None:
+        _check_cluster_options(options)
+        return _dask_backend(options)
+    from .processes import Master
+
+    return Master(options, _check_start_method(options.start_method))
+
+
+def _check_cluster_options(options: PoolOptions) -> None:
+    """Refuse the options that only the process pool has, saying what Dask offers instead."""
+    cluster = options.cluster
+    instead = {
+        "workers": "the cluster decides how many workers it has (pass workers only "
+        'with cluster="local")',
+        "start_method": "Dask starts its own worker processes",
+        "max_tasks_per_worker": "give `dask worker` a --lifetime to recycle workers",
+        "max_worker_memory": "give `dask worker` a --memory-limit",
+    }
+    for name, fix in instead.items():
+        value = getattr(options, name)
+        if value is not None and not (name == "workers" and cluster == "local"):
+            raise ValueError(f"{name} cannot be used with cluster={cluster!r}: {fix}")
+
+
+def _check_start_method(method: str | None) -> str:
+    available = multiprocessing.get_all_start_methods()
+    if method is None:
+        return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else available[0]
+    if method not in available:
+        raise ValueError(
+            f"start_method must be one of {', '.join(map(repr, available))} on this "
+            f"platform, got {method!r}"
+        )
+    return method
+
+
+def _dask_backend(options: PoolOptions) -> DaskBackend:
+    """The Dask backend on ``options.cluster``; without the ``cluster`` extra, say how to
+    install it."""
     try:
         from .dask import DaskBackend
     except ImportError as error:
@@ -85,4 +136,4 @@ def dask_backend(cluster: Any, **options: Any) -> DaskBackend:
             f"Pool(cluster=...) runs jobs on Dask distributed, which is not installed "
             f"({error}). Install it with: {INSTALL_CLUSTER_EXTRA}"
         ) from error
-    return DaskBackend(cluster, **options)
+    return DaskBackend(options)

@@ -48,10 +48,11 @@ from distributed import Future as DaskFuture
 from distributed.scheduler import KilledWorker
 
 from .._errors import InitError, PoolError, WorkerCrashed
-from .._ledger import Ledger
-from .._logging import LogRouter, LogSink, worker_levels
-from .._stats import PoolStats
+from .._logging import LogRouter, worker_levels
+from .._messages import Outcome
+from .._options import PoolOptions
 from .._tasks import Task
+from .base import BackendBase
 from .dask_worker import WorkerSetup, request_stop, run_task, tear_down
 
 # The local cluster: Dask's re-runs of a task whose worker died would come
@@ -67,43 +68,29 @@ LOCAL_CLUSTER_CONFIG = {
 CHUNK_SECONDS = 0.1
 # How long to wait for a scheduler that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
+STOPPED = "the pool was stopped before this job ran"
+STOPPED_UNSENT = "the pool was stopped before this job's outcome came back"
 
 
-class DaskBackend:
+class DaskBackend(BackendBase):
     """Runs a pool's tasks on a Dask cluster; see the module docstring."""
 
     max_tasks_per_worker = None
     chunk_seconds = CHUNK_SECONDS
 
-    def __init__(
-        self,
-        cluster: Any,
-        *,
-        workers: int | None,
-        init: bytes | None,
-        task_timeout: float | None,
-        retries: int,
-        log_sink: LogSink | None,
-        log_level: int | None,
-    ) -> None:
-        self.task_timeout = task_timeout
-        self._client, self._owned = _connect(cluster, workers)
+    def __init__(self, options: PoolOptions) -> None:
+        super().__init__(options, self._submit)
+        self._client, self._owned = _connect(options.cluster, options.workers)
         self._name = f"minipool-{uuid.uuid4().hex}"  # of the plugin, and the pool on workers
-        self._logs = LogRouter(log_sink)
-        self._lock = threading.Lock()
+        self._logs = LogRouter(options.log_sink)
         self._idle = threading.Condition(self._lock)  # notified when _in_flight empties
         self._in_flight: dict[str, tuple[DaskFuture[Any], Task]] = {}
-        self._next_job_id = 0
-        self._completed = 0
-        self._restarts = 0
         self._restarted: set[str] = set()  # addresses of workers restarted for a timeout
         self._restarting: list[threading.Thread] = []
-        self._ledger = Ledger(retries, self._submit, self._count_completed)
-        self._closing = False
         self._stopped = False
         self._closed = threading.Event()
         try:
-            self._start_workers(init, log_level)
+            self._start_workers(options.init, options.log_level)
             self.workers = max(1, sum(self._client.nthreads().values()))
         except BaseException:
             self._disconnect()
@@ -132,23 +119,12 @@ class DaskBackend:
     def running(self) -> bool:
         return not self._closed.is_set()
 
-    def reserve_job_ids(self, count: int) -> int:
-        with self._lock:
-            first = self._next_job_id
-            self._next_job_id += count
-            return first
-
     def crash_safe_jobs(self) -> int | None:
         return None  # a dead worker's chunk runs again job by job (see _on_killed)
 
     def enqueue(self, tasks: list[Task]) -> None:
         with self._lock:
-            if self._closing:
-                raise RuntimeError(
-                    "cannot submit jobs to a pool that was shut down or stopped; "
-                    "create a new minipool.Pool"
-                )
-            self._ledger.submitted += sum(task.size for task in tasks)
+            self._admit(tasks)
         self._submit(tasks)
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
@@ -181,22 +157,17 @@ class DaskBackend:
         """At interpreter exit: close a local cluster now; never touch a cluster of the user's."""
         self._disconnect()
 
-    def stats(self) -> PoolStats:
+    def _running_jobs(self) -> int:
         with self._lock:
-            running = sum(task.size for _, task in self._in_flight.values())
-        alive = 0
-        if not self._closed.is_set():
-            with contextlib.suppress(Exception):
-                alive = len(self._client.nthreads())
-        return PoolStats(
-            submitted=self._ledger.submitted,
-            completed=self._completed,
-            failed=self._ledger.failed,
-            retried=self._ledger.retried,
-            running=running,
-            workers_alive=alive,
-            worker_restarts=self._restarts,
-        )
+            return sum(task.size for _, task in self._in_flight.values())
+
+    def _workers_alive(self) -> int:
+        if self._closed.is_set():
+            return 0
+        try:
+            return len(self._client.nthreads())
+        except Exception:  # the scheduler went away
+            return 0
 
     # ---- submitting and settling ---------------------------------------------------
 
@@ -205,21 +176,26 @@ class DaskBackend:
             # A timed job goes alone: its worker reports it overrunning by itself.
             for piece in task.pieces(1) if task.timeout is not None else [task]:
                 if self._stopped:  # a retry after stop(): cancelled, as on the process pool
-                    piece.receiver.cancel("the pool was stopped before this job ran")
-                elif piece.receiver.start():
+                    piece.receiver.cancel(piece.offset, piece.size, STOPPED)
+                elif piece.receiver.place(None):
                     self._submit_one(piece)
 
     def _submit_one(self, task: Task) -> None:
         key = f"minipool-job-{task.first_job_id}-{uuid.uuid4().hex}"
         with self._lock:
+            payload = task.frame()[1]
             future = self._client.submit(
-                run_task, self._name, task.payload, task.timeout, key=key, pure=False
+                run_task,
+                self._name,
+                payload,
+                task.first_job_id,
+                task.size,
+                task.timeout,
+                key=key,
+                pure=False,
             )
             self._in_flight[key] = (future, task)
         future.add_done_callback(self._on_done)
-
-    def _count_completed(self, count: int) -> None:
-        self._completed += count
 
     def _on_done(self, future: DaskFuture[Any]) -> None:
         """A task ended (Dask's callback thread): settle its jobs.
@@ -240,20 +216,21 @@ class DaskBackend:
 
     def _settle(self, future: DaskFuture[Any], task: Task) -> None:
         try:
-            worker, address, pid, logs, outcome, overran = future.result()
+            worker, address, pid, logs, outcomes, overran = future.result()
         except KilledWorker as error:
             self._on_killed(task, error)
             return
         except BaseException as error:  # cancelled; or the scheduler went away, say
             if future.cancelled() and self._closing:
-                task.receiver.cancel("the pool was stopped before this job's outcome came back")
+                task.receiver.cancel(task.offset, task.size, STOPPED_UNSENT)
             else:
                 self._ledger.fail(task, _dask_failed(task, error))
             return
         if overran:
             self._restart(address)
         self._logs.deliver(worker, pid, logs)
-        self._ledger.settle(task, outcome)
+        for payload in outcomes:
+            self._ledger.settle(task, Outcome.decode(payload), len(payload))
 
     def _on_killed(self, task: Task, error: KilledWorker) -> None:
         address = getattr(error.last_worker, "address", str(error.last_worker))

@@ -3,7 +3,7 @@
     caller (DaskBackend)                         Dask worker process
     ────────────────────                         ───────────────────
     client.register_plugin(WorkerSetup) ───────► WorkerSetup.setup: init → PoolSetup
-    client.submit(run_task, name, chunk) ──────► run_task: _worker.execute(chunk) in a
+    client.submit(run_task, name, chunk) ──────► run_task: _execute.execute(chunk) in a
                                                    job thread with its WorkerContext
     Ledger.settle / LogRouter.deliver    ◄────── (worker name, pid, LOGS payload, Outcome)
     client.run(request_stop, name)       ──────► PoolSetup.stopped: stop_requested()
@@ -36,15 +36,15 @@ from distributed import WorkerPlugin, get_worker
 from .. import _context
 from .._context import IDLE
 from .._errors import InitError, TaskTimeout
-from .._execute import execute, start
+from .._execute import LastOutcome, execute, start
 from .._log_shipping import install as install_logging
 from .._logging import STRUCTLOG_EVENT, LogLevels
-from .._messages import Chunk, ErrorInfo, Outcome, encode_event, pack_events
-from .._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
+from .._messages import ErrorInfo, Outcome, encode_event, pack_events
+from .._pickling import PROTOCOL, FunctionCache, dumps, error_info
 
-# What run_task returns: the worker's name, address and pid, a LOGS payload, a
-# pickled Outcome, and whether the job overran task_timeout (its worker must go).
-TaskResult = tuple[Any, str, int, bytes, bytes, bool]
+# What run_task returns: the worker's name, address and pid, a LOGS payload, the
+# pickled Outcomes, and whether the job overran task_timeout (its worker must go).
+TaskResult = tuple[Any, str, int, bytes, list[bytes], bool]
 
 
 @dataclass
@@ -115,57 +115,71 @@ def request_stop(name: str) -> None:
         setup.stopped = True
 
 
-def run_task(name: str, payload: bytes, timeout: float | None) -> TaskResult:
+def run_task(
+    name: str, payload: bytes, first_job_id: int, size: int, timeout: float | None
+) -> TaskResult:
     """The Dask task of every minipool chunk: run it here, return its outcome and its logs."""
     worker = get_worker()
     setup = _pools.get(name)
     events: list[bytes] = []
     overran = False
+    chunk = _ChunkCall(payload, first_job_id, size)
     if setup is None or setup.init_error is not None:
-        outcome = _init_failed(payload, worker.name, setup)
+        outcome = _init_failed(chunk, worker.name, setup)
     elif timeout is None:
-        outcome = _execute(payload, setup, events)
+        outcome = _execute(chunk, setup, events)
     else:
-        outcome, overran = _execute_timed(payload, setup, events, timeout, worker.name)
+        outcome, overran = _execute_timed(chunk, setup, events, timeout, worker.name)
         events = list(events)  # an overrunning job may still be adding to it
     if setup is not None and setup.init_logs:
         events[:0], setup.init_logs = setup.init_logs, []
     return worker.name, worker.address, os.getpid(), pack_events(events), outcome, overran
 
 
-class _JobSlots:
-    """What ``run_chunk`` and ``stop_requested()`` read: one job thread's stand-in for
-    ``SharedState``, its slot 0 (the caller never reads it: Dask knows where jobs run)."""
+@dataclass(frozen=True)
+class _ChunkCall:
+    payload: bytes
+    first_job_id: int
+    size: int
 
-    __slots__ = ("_setup", "running_slots", "started_slots")
+
+class _JobCells:
+    """What ``execute`` and ``stop_requested()`` read: one job thread's stand-in for the
+    process pool's ``SharedState`` and ``Gate`` (nobody reads its cells: Dask knows
+    where its tasks run)."""
+
+    __slots__ = ("_setup", "jobs", "started")
 
     def __init__(self, setup: PoolSetup) -> None:
         self._setup = setup
-        self.running_slots = [IDLE]
-        self.started_slots = [0.0]
+        self.jobs = [0, IDLE]
+        self.started = [0.0]
 
     @property
     def stop_requested(self) -> bool:
         return self._setup.stopped
 
 
-def _execute(payload: bytes, setup: PoolSetup, events: list[bytes]) -> bytes:
-    context = _context.WorkerContext(0, _JobSlots(setup), setup.state, _logger)
+def _execute(chunk: _ChunkCall, setup: PoolSetup, events: list[bytes]) -> list[bytes]:
+    cells = _JobCells(setup)
+    context = _context.WorkerContext(0, cells, cells, setup.state, _logger)
+    outcome = LastOutcome()
     with _context.in_this_thread(context), _collected_logs(events):
-        return execute(payload, setup.functions, context)
+        execute(chunk.payload, chunk.first_job_id, chunk.size, setup.functions, context, outcome)
+    return outcome.outcomes
 
 
 def _execute_timed(
-    payload: bytes, setup: PoolSetup, events: list[bytes], timeout: float, worker: Any
-) -> tuple[bytes, bool]:
+    chunk: _ChunkCall, setup: PoolSetup, events: list[bytes], timeout: float, worker: Any
+) -> tuple[list[bytes], bool]:
     """Run the chunk (of one job: the backend sends timed jobs alone) in a thread of its own.
 
     A thread cannot be stopped, so a job that overruns is left running and
     reported as ``TaskTimeout``; the caller then restarts this worker.
     """
-    done: list[bytes] = []
+    done: list[list[bytes]] = []
     thread = threading.Thread(
-        target=lambda: done.append(_execute(payload, setup, events)),
+        target=lambda: done.append(_execute(chunk, setup, events)),
         name="minipool-timed-job",
         daemon=True,
     )
@@ -173,18 +187,17 @@ def _execute_timed(
     thread.join(timeout)
     if done:
         return done[0], False
-    chunk: Chunk = loads(payload)
+    job = chunk.first_job_id
     error = TaskTimeout(
-        f"job {chunk.first_job_id} ran longer than task_timeout ({timeout:g} s) on Dask worker "
+        f"job {job} ran longer than task_timeout ({timeout:g} s) on Dask worker "
         f"{worker!r}; that worker is being restarted",
-        job_id=chunk.first_job_id,
+        job_id=job,
         seconds=timeout,
     )
     return _failed(chunk, error_info(error)), True
 
 
-def _init_failed(payload: bytes, worker: Any, setup: PoolSetup | None) -> bytes:
-    chunk: Chunk = loads(payload)
+def _init_failed(chunk: _ChunkCall, worker: Any, setup: PoolSetup | None) -> list[bytes]:
     if setup is None or setup.init_error is None:
         message, traceback = (
             f"the pool's init has not run on Dask worker {worker!r}: its plugin is not "
@@ -202,11 +215,11 @@ def _init_failed(payload: bytes, worker: Any, setup: PoolSetup | None) -> bytes:
     return _failed(chunk, ErrorInfo("InitError", message, traceback, dumps(error, PROTOCOL)))
 
 
-def _failed(chunk: Chunk, info: ErrorInfo) -> bytes:
+def _failed(chunk: _ChunkCall, info: ErrorInfo) -> list[bytes]:
     """The outcome of a chunk whose every job failed with ``info``."""
-    size = len(chunk.items)
+    size = chunk.size
     errors = dict.fromkeys(range(size), info)
-    return dumps(Outcome(chunk.first_job_id, [None] * size, errors, 0.0), PROTOCOL)
+    return [Outcome(0, 0, size, [b""] * size, errors, 0.0, True).encode()]
 
 
 # ---- logging ---------------------------------------------------------------------------

@@ -1,13 +1,24 @@
-"""The master's handle on one worker process: its pipes, its in-flight tasks, its exit.
+"""The master's handle on one worker process: its pipes, its gate, the tasks it holds, its exit.
 
 Only the master thread touches a ``WorkerHandle``. The master's ends of both
 pipes are non-blocking: the master loop must never wait on one worker.
+
+A worker's life, as the master sees it (``Life``)::
+
+    STARTING ──READY──► SERVING ──retire() / RECYCLING──► RETIRING ──exit──► (gone)
+        │                  │
+        └──retire()────────┼──────────────────────────────► RETIRING
+                           └──kill_for(job): task_timeout ► KILLED ─────exit──► (gone)
+
+Only a STARTING or SERVING worker is sent tasks; a worker that dies STARTING
+died in its init.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import fcntl
 import os
 import signal
@@ -15,10 +26,12 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from ..._context import IDLE
 from ..._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
-from ..._messages import STOP, FrameReader, Outbox
+from ..._messages import STOP, FrameReader, Outbox, Outcome
 from ..._tasks import Task
 from . import worker as _worker
+from .shared import RING, Gate
 
 _READ_SIZE = 1 << 20
 # Linux lets an unprivileged process grow a pipe to 1 MiB (from 64 KiB): a
@@ -32,26 +45,62 @@ _SIGNAL_HINTS = {
 }
 
 
+class Life(enum.Enum):
+    STARTING = "starting"  # its init runs: tasks sent now wait in its pipe
+    SERVING = "serving"
+    RETIRING = "retiring"  # told to exit (or leaving on its own) once it ran what it claimed
+    KILLED = "killed"  # killed by the master (task_timeout); its exit is on its way
+
+
+class Held:
+    """A task sent to a worker, as task number ``number`` at its gate, and how many of
+    its jobs have delivered outcomes already (a chunk may send them in parts).
+
+    It is also where the task waits, for its caller (see ``_tasks.Placement``).
+    """
+
+    __slots__ = ("done", "gate", "number", "task")
+
+    def __init__(self, task: Task, number: int, gate: Gate) -> None:
+        self.task = task
+        self.number = number
+        self.gate = gate
+        self.done = 0
+
+    def started(self) -> bool:
+        return self.gate.has_started(self.number)
+
+    def revoke(self) -> bool:
+        """Take the task back; False if the worker has started it (or cannot be asked)."""
+        return bool(self.gate.revoke([self.number]))
+
+    def rest(self) -> Task:
+        """The jobs still without an outcome, as a task."""
+        task = self.task
+        return task if self.done == 0 else task.part(self.done, task.size)
+
+
 class WorkerHandle:
     __slots__ = (
         "_connections",
-        "in_flight",
+        "gate",
+        "held",
         "init_error",
         "jobs_fd",
         "jobs_in_flight",
         "jobs_sent",
+        "killed_for",
+        "life",
         "log_generation",
         "outbox",
         "pid",
         "process",
         "reader",
-        "ready",
-        "recycling",
         "results_fd",
-        "retiring",
         "sentinel",
         "slot",
-        "timed_out",
+        "stalled",
+        "tasks_sent",
         "timed_tasks",
     )
 
@@ -77,55 +126,132 @@ class WorkerHandle:
         results_writer.close()
         self._connections = (jobs_writer, results_reader)
         self.slot = slot
+        self.gate = config.gate
         self.jobs_fd: int = jobs_writer.fileno()
         self.results_fd: int = results_reader.fileno()
         os.set_blocking(self.jobs_fd, False)
         os.set_blocking(self.results_fd, False)
         self.outbox = Outbox(self.jobs_fd)
         self.reader = FrameReader()
-        self.in_flight: deque[Task] = deque()
-        self.jobs_in_flight = 0
+        self.life = Life.STARTING
+        self.held: deque[Held] = deque()  # in the order sent, which is the order it runs them
+        self.jobs_in_flight = 0  # jobs held without an outcome
         self.timed_tasks = 0  # how many of the tasks it holds have a task_timeout
+        self.tasks_sent = 0  # the number of the last task sent (see shared.Gate)
         self.jobs_sent = 0
-        self.ready = False
-        self.retiring = False
-        self.timed_out: int | None = None  # the job it was killed for overrunning
+        # Its unstarted tasks were taken back because it ran one long: it gets
+        # no more until that one ends.
+        self.stalled = False
+        self.killed_for: int | None = None  # the job it was killed for overrunning
         self.init_error: InitError | None = None  # what its init raised
-        self.recycling = False  # it passed max_worker_memory and is leaving
-        self.log_generation = 0  # of the last LOGS frame received (see _log_spill)
+        self.log_generation = 0  # of the last LOGS frame received (see log_spill)
 
     def fds(self) -> tuple[int, ...]:
         return (self.jobs_fd, self.results_fd, self.sentinel)
 
-    def send(self, task: Task) -> None:
-        self.outbox.add_frame(task.header, task.payload)
-        self.in_flight.append(task)
+    @property
+    def takes_tasks(self) -> bool:
+        return self.life in (Life.STARTING, Life.SERVING) and not (self.stalled and self.held)
+
+    @property
+    def busy_elsewhere(self) -> bool:
+        """Whether the tasks it holds wait behind something: its init, or a job it runs."""
+        return self.life is Life.STARTING or self.gate.running != IDLE
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.held) < RING
+
+    # ---- tasks ---------------------------------------------------------------------
+
+    def hold(self, task: Task) -> Held:
+        """The record ``task`` will have once sent (``send``): where it is to wait."""
+        return Held(task, self.tasks_sent + 1, self.gate)
+
+    def send(self, held: Held) -> None:
+        task = held.task
+        header, payload = task.frame()
+        self.outbox.add_frame(header, payload)
+        self.tasks_sent = held.number
+        self.held.append(held)
         self.jobs_in_flight += task.size
         self.jobs_sent += task.size
         self.timed_tasks += task.timeout is not None
 
-    def finished(self) -> Task:
-        """The task its next outcome is for: the oldest it holds (it runs them in order)."""
-        task = self.in_flight.popleft()
-        self.jobs_in_flight -= task.size
-        self.timed_tasks -= task.timeout is not None
-        return task
+    def settle(self, outcome: Outcome) -> tuple[Held, list[Held]]:
+        """The task ``outcome`` is for, and those before it the worker skipped (taken back
+        by their callers); a final outcome's task is no longer held."""
+        skipped = []
+        while self.held[0].number < outcome.task:
+            skipped.append(self.held.popleft())
+            self._forget(skipped[-1])
+        held = self.held[0]
+        held.done += outcome.size
+        self.jobs_in_flight -= outcome.size
+        if outcome.final:
+            self._forget(self.held.popleft())  # jobs after its last outcome never started
+            self.stalled = False
+        return held, skipped
 
-    def take_all(self) -> list[Task]:
-        """Every task it still holds, oldest first; it holds none after."""
-        tasks = list(self.in_flight)
-        self.in_flight.clear()
+    def take_back(self) -> list[Held] | None:
+        """Revoke every task the worker has not started; None if its gate does not answer."""
+        claimed = self.gate.claimed
+        if not self.held or self.held[-1].number <= claimed:
+            return []  # the common case, and a cheap one: nothing waits
+        waiting = [held.number for held in self.held if held.number > claimed]
+        revoked = self.gate.revoke(waiting)
+        if revoked is None:
+            return None
+        numbers = set(revoked)
+        taken = [held for held in self.held if held.number in numbers]
+        self.held = deque(held for held in self.held if held.number not in numbers)
+        for held in taken:
+            self._forget(held)
+        return taken
+
+    def take_all(self) -> list[Held]:
+        """Every task it still holds, oldest first (it has exited); it holds none after."""
+        held = list(self.held)
+        self.held.clear()
         self.jobs_in_flight = self.timed_tasks = 0
-        return tasks
+        return held
+
+    def _forget(self, held: Held) -> None:
+        """``held`` is no longer held: its jobs without an outcome leave the counts."""
+        self.timed_tasks -= held.task.timeout is not None
+        self.jobs_in_flight -= held.task.size - held.done
+
+    def held_number(self, number: int) -> Held | None:
+        for held in self.held:
+            if held.number == number:
+                return held
+        return None
 
     def shortest_timeout(self) -> float:
-        return min(task.timeout for task in self.in_flight if task.timeout is not None)
+        return min(held.task.timeout for held in self.held if held.task.timeout is not None)
+
+    # ---- its life ------------------------------------------------------------------
+
+    def ready(self) -> None:
+        if self.life is Life.STARTING:
+            self.life = Life.SERVING
 
     def retire(self) -> None:
-        """Ask the worker to exit once it has run what it was sent."""
-        if not self.retiring:
-            self.retiring = True
+        """Ask the worker to exit once it has run what it claims."""
+        if self.life in (Life.STARTING, Life.SERVING):
+            self.life = Life.RETIRING
             self.outbox.add(STOP)
+
+    def leaving(self) -> None:
+        """It said it exits (past ``max_worker_memory``): the tasks it did not claim never ran."""
+        if self.life in (Life.STARTING, Life.SERVING):
+            self.life = Life.RETIRING
+
+    def kill_for(self, job: int) -> None:
+        """``job`` overran its ``task_timeout``: SIGKILL the process (its exit settles the job)."""
+        self.life = Life.KILLED
+        self.killed_for = job
+        self.process.kill()
 
     def flush(self) -> bool:
         """Write what the pipe takes; True when nothing is left. A dead worker takes nothing."""
@@ -163,7 +289,7 @@ class WorkerHandle:
 
     def crash_error(self, exitcode: int | None, job_id: int, timeout: float | None) -> PoolError:
         """The error for the job this worker was running when it died."""
-        if job_id == self.timed_out and timeout is not None:
+        if job_id == self.killed_for and timeout is not None:
             return TaskTimeout(
                 f"job {job_id} ran longer than task_timeout={timeout:g} s in worker "
                 f"{self.slot} (pid {self.pid}); the worker was killed and replaced",

@@ -1,23 +1,23 @@
-"""The worker process: init, the job loop, teardown.
+"""The worker process: init, the job loop, teardown, and the lifeline thread.
 
-A worker reads chunk frames from its own jobs pipe, runs each job, and writes
-outcome frames to its own results pipe. Both pipes belong to this worker
-alone, so no lock is ever shared with another process.
+A worker reads chunk frames from its own jobs pipe and writes outcome frames
+to its own results pipe (through its ``Sender``). Both pipes belong to this
+worker alone, so no lock is ever shared with another process; the one lock
+it shares, its ``Gate``'s, it shares with the master only.
 
-Outcomes are batched: they are written when the worker runs out of buffered
-frames (so an idle master hears back at once) or when the oldest unsent one is
-``FLUSH_AFTER`` old (so a long chunk behind short ones does not hold their
-results back).
+The tasks in the pipe are numbered in the order they come, as the master
+numbered them when it sent them. Before it starts one, the worker claims it at
+its gate; a task the master took back meanwhile (to run it elsewhere, or
+because its caller cancelled it) is skipped unread. A claimed task runs to its
+end, except that ``stop()`` ends a chunk between two of its jobs.
 
-What the worker logs travels on the same results pipe, written just before
-the outcomes (see ``_log_shipping``), so the caller sees a job's events before
-its result.
+The lifeline thread ends the process when the master's is gone, and sends
+outcomes and log events that have waited too long (see ``sender``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import resource
 import select
@@ -26,40 +26,27 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
 from ... import _context
+from ..._context import CHUNK_WIDE
 from ..._execute import execute, start
-from ..._log_shipping import LOG_FLUSH_SECONDS, LogShipper
 from ..._log_shipping import install as install_logging
 from ..._logging import LogLevels
-from ..._messages import (
-    CHUNK,
-    INIT_FAILED,
-    OUTCOME,
-    READY,
-    RECYCLING,
-    FrameReader,
-    Outbox,
-)
+from ..._messages import CHUNK, CHUNK_PREFIX, INIT_FAILED, READY, RECYCLING, TIMED, FrameReader
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
 from .log_spill import LogSpill
-from .shared import SharedState
+from .sender import HOLD_SECONDS, Sender
+from .shared import Gate, SharedState
 
 # Large enough to take a whole batch of small chunks in one system call.
 READ_SIZE = 1 << 20
-# Upper bound on how long a finished outcome waits for company before it is
-# sent. Shorter means more writes under load; longer delays results.
-FLUSH_AFTER = 0.002
 # When the caller's process dies (SIGKILL), an idle worker sees EOF and leaves
 # through its teardown at once; one busy in a job gets this long to finish
 # before the lifeline thread ends the process.
 MASTER_GONE_GRACE_SECONDS = 2.0
 EXIT_MASTER_GONE = 75
-TICK_MILLISECONDS = round(LOG_FLUSH_SECONDS * 1000)
 
 
 @dataclass(frozen=True)
@@ -67,6 +54,7 @@ class WorkerConfig:
     worker_id: int
     init: bytes | None  # pickled (init, init_args)
     shared: SharedState
+    gate: Gate
     log_spill: LogSpill
     log_levels: LogLevels
     # Under fork the child inherits the master's ends of every pipe; it must
@@ -83,90 +71,109 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     # Ctrl-C reaches the whole process group; the caller decides what it means.
-    # (This process started with SIGINT blocked: see _processes._sigint_blocked.)
+    # (This process started with SIGINT blocked: see handle._sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    context = _context.WorkerContext(config.worker_id, config.shared)
+    context = _context.WorkerContext(config.worker_id, config.shared, config.gate)
     _context.install(context)
-    shipper = LogShipper(config.log_spill, results.fileno(), context.job_id)
-    _start_lifeline(jobs.fileno(), shipper.flush_if_due)
-    context.logger = install_logging(config.log_levels, shipper.ship)
-    outbox = Outbox(results.fileno())
-    flush = functools.partial(shipper.flush, outbox)
+    sender = Sender(config.log_spill, results.fileno(), context.job_id)
+    _start_lifeline(jobs.fileno(), sender)
+    context.logger = install_logging(config.log_levels, sender.ship)
     try:
         context.state, teardown = start(config.init)
     except BaseException as error:
-        outbox.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
-        flush()
+        sender.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
+        sender.flush()
         return
     # At once, not with the first outcomes: a worker killed by its first job
     # must not look to the master as one that died in init.
-    outbox.add(READY)
-    flush()
+    sender.add(READY)
+    sender.flush()
     try:
-        _serve(jobs.fileno(), outbox, flush, context, config.max_memory)
+        _serve(jobs.fileno(), sender, context, config.gate, config.max_memory)
     finally:
         try:
             teardown()
         finally:
-            flush()  # what the teardown logged
+            sender.flush()  # what the teardown logged
 
 
-def _start_lifeline(jobs_fd: int, tick: Callable[[], None]) -> None:
+def _start_lifeline(jobs_fd: int, sender: Sender) -> None:
     """End this process soon after the master's process dies, even in the middle of a job.
 
     Only the master holds the write end of the jobs pipe, so the read end
     reports POLLHUP exactly when the master's process is gone. A thread waits
-    for that with an empty event mask, which never consumes the jobs, and
-    calls ``tick`` (which writes log events that have waited too long) every
-    ``LOG_FLUSH_SECONDS`` meanwhile.
+    for that with an empty event mask, which never consumes the jobs; it also
+    wakes when the sender arms it, and on every tick the sender asks for.
     """
     poller = select.poll()
     poller.register(jobs_fd, 0)
+    poller.register(sender.wake_reader, select.POLLIN)
 
     # POLLNVAL too: a worker whose jobs pipe is gone (a job closed it) cannot
     # serve, and poll() would otherwise return at once, for ever.
     gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
     def watch() -> None:
-        while not any(mask & gone for _, mask in poller.poll(TICK_MILLISECONDS)):
-            tick()
+        timeout = 0.0
+        while True:
+            events = dict(poller.poll(round(timeout * 1000)))
+            if events.get(jobs_fd, 0) & gone:
+                break
+            if sender.wake_reader in events:  # armed: the first send is due in HOLD_SECONDS
+                _drain(poller, sender.wake_reader)
+                timeout = HOLD_SECONDS
+            else:
+                timeout = sender.tick()
         time.sleep(MASTER_GONE_GRACE_SECONDS)  # a deadline, not a wait for a condition
         os._exit(EXIT_MASTER_GONE)
 
     threading.Thread(target=watch, name="minipool-lifeline", daemon=True).start()
 
 
+def _drain(poller: select.poll, fd: int) -> None:
+    try:
+        os.read(fd, 4096)
+    except OSError:  # a job closed it: stop listening to it
+        poller.unregister(fd)
+
+
 def _serve(
     jobs_fd: int,
-    outbox: Outbox,
-    flush: Callable[[], None],
+    sender: Sender,
     context: _context.WorkerContext,
+    gate: Gate,
     max_memory: int | None,
 ) -> None:
     reader = FrameReader()
     functions = FunctionCache()
     frames: deque[tuple[int, memoryview]] = deque()
+    task = 0  # the number of the last task received (see shared.Gate)
     try:
         while True:
             if not frames:
-                flush()
+                sender.flush()
                 data = os.read(jobs_fd, READ_SIZE)
                 if not data:
                     return  # the master is gone
                 frames.extend(reader.feed(data))
                 continue
-            kind, payload = frames.popleft()
+            kind, frame = frames.popleft()
             if kind != CHUNK or context.shared.stop_requested:
                 return
-            outbox.add(OUTCOME, execute(payload, functions, context))
+            task += 1
+            first, size, flags = CHUNK_PREFIX.unpack_from(frame)
+            timed = bool(flags & TIMED)
+            if not gate.claim(task, first if size == 1 else CHUNK_WIDE, timed):
+                continue  # taken back by the master
+            payload = frame[CHUNK_PREFIX.size :]
+            execute(payload, first, size, functions, context, sender, task=task, timed=timed)
             if max_memory is not None and resident_bytes() > max_memory:
-                outbox.add(RECYCLING)
+                sender.add(RECYCLING)
                 return
-            if perf_counter() - outbox.since > FLUSH_AFTER:
-                flush()
+            sender.flush_if_waiting()
     finally:
-        flush()
+        sender.flush()
 
 
 def resident_bytes() -> int:

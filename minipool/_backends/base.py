@@ -1,0 +1,65 @@
+"""What every backend keeps the same way: job ids, the closed-pool guard, the counters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .._errors import PoolError, copy_error
+from .._ledger import Ledger
+from .._options import PoolOptions
+from .._stats import PoolStats
+from .._tasks import Task
+
+
+class BackendBase:
+    """The part of ``Backend`` that does not depend on where jobs run."""
+
+    def __init__(self, options: PoolOptions, retry: Callable[[list[Task]], None]) -> None:
+        self.task_timeout = options.task_timeout
+        # Guards what caller threads share with the backend's own thread.
+        self._lock = threading.Lock()
+        self._next_job_id = 0
+        self._closing = False
+        self._broken: PoolError | None = None
+        self._completed = 0
+        self._restarts = 0
+        self._ledger = Ledger(options.retries, retry, self._count_completed)
+
+    def reserve_job_ids(self, count: int) -> int:
+        with self._lock:
+            first = self._next_job_id
+            self._next_job_id += count
+            return first
+
+    def _admit(self, tasks: list[Task]) -> None:
+        """Count ``tasks`` in, or refuse them (call with ``_lock`` held)."""
+        if self._broken is not None:
+            raise copy_error(self._broken)
+        if self._closing:
+            raise RuntimeError(
+                "cannot submit jobs to a pool that was shut down or stopped; "
+                "create a new minipool.Pool"
+            )
+        self._ledger.submitted += sum(task.size for task in tasks)
+
+    def _count_completed(self, count: int) -> None:
+        self._completed += count
+
+    def stats(self) -> PoolStats:
+        ledger = self._ledger
+        return PoolStats(
+            submitted=ledger.submitted,
+            completed=self._completed,
+            failed=ledger.failed,
+            retried=ledger.retried,
+            running=self._running_jobs(),
+            workers_alive=self._workers_alive(),
+            worker_restarts=self._restarts,
+        )
+
+    def _running_jobs(self) -> int:
+        raise NotImplementedError
+
+    def _workers_alive(self) -> int:
+        raise NotImplementedError

@@ -1,0 +1,91 @@
+"""A pool's options, checked once in ``Pool()`` and then handed to its backend as they are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from ._checks import check_positive, check_seconds
+from ._logging import LogSink, check_log_level
+from ._pickling import PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    workers: int | None  # None only on a Dask cluster of the user's, which sizes itself
+    init: bytes | None  # (init, init_args), pickled by value for every start method
+    start_method: str | None
+    max_tasks_per_worker: int | None
+    max_worker_memory: int | None
+    task_timeout: float | None
+    retries: int
+    log_sink: LogSink | None
+    log_level: int | None
+    cluster: Any
+
+
+def check_options(
+    workers: int | None,
+    *,
+    init: Callable[..., Any] | None,
+    init_args: Iterable[Any],
+    start_method: str | None,
+    max_tasks_per_worker: int | None,
+    max_worker_memory: int | None,
+    task_timeout: float | None,
+    retries: int,
+    log_sink: Callable[[dict[str, Any]], object] | None,
+    log_level: int | str | None,
+    cluster: Any,
+    cpu_count: Callable[[], int],
+) -> PoolOptions:
+    """``Pool``'s arguments as ``PoolOptions``; a bad one raises an error that names it."""
+    if workers is not None or cluster is None or cluster == "local":
+        workers = cpu_count() if workers is None else workers
+        check_positive("workers", workers, "for one per CPU")
+    if max_tasks_per_worker is not None:
+        check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
+    if max_worker_memory is not None:
+        check_positive("max_worker_memory", max_worker_memory, "for no limit")
+    if task_timeout is not None:
+        check_seconds("task_timeout", task_timeout)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
+    if log_sink is not None and not callable(log_sink):
+        raise TypeError(
+            f"log_sink must be a callable that takes each worker event dict, got {log_sink!r}"
+        )
+    return PoolOptions(
+        workers=workers,
+        init=_pickle_init(init, init_args),
+        start_method=start_method,
+        max_tasks_per_worker=max_tasks_per_worker,
+        max_worker_memory=max_worker_memory,
+        task_timeout=task_timeout,
+        retries=retries,
+        log_sink=log_sink,
+        log_level=check_log_level(log_level),
+        cluster=cluster,
+    )
+
+
+def _pickle_init(init: Any, init_args: Any) -> bytes | None:
+    if init is None:
+        return None
+    if not callable(init):
+        raise TypeError(f"init must be a callable run once in each worker, got {init!r}")
+    if isinstance(init_args, (str, bytes)) or not isinstance(init_args, Iterable):
+        raise TypeError(f"init_args must be a tuple of arguments for init, got {init_args!r}")
+    try:
+        return cloudpickle.dumps((init, tuple(init_args)), protocol=PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as error:
+        raise TypeError(
+            f"cannot send init {name_of(init)} and init_args to the workers: {error}"
+        ) from error
+
+
+def name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1,0 +1,250 @@
+"""A job's life: pending until a worker starts it, running, then exactly one outcome.
+
+Pending jobs can be cancelled wherever they wait, in the pool's queue or in a
+worker's pipe, and then never run; running ones cannot, and ``stop()`` lets
+them finish. No job waits behind another while a worker is idle, a finished
+result is not held back by a slow job it was sent with, and ``task_timeout``
+covers a job until its outcome is pickled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, as_completed, wait
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jobs
+import pytest
+from helpers import wait_for, wait_for_path
+
+import minipool
+
+MakePool = Callable[..., minipool.Pool]
+
+# How long a test watches for something that must not happen (a queued job
+# turning "running"): long enough for the pool to have done it if it were going to.
+NEGATIVE_WAIT = 0.5
+
+
+def _blocker(
+    pool: minipool.Pool, tmp_path: Path, name: str = "blocker"
+) -> tuple[Future[Any], Path]:
+    """Submit a job that runs until the test creates the returned path; wait until it runs."""
+    started, release = tmp_path / f"{name}-started", tmp_path / f"{name}-release"
+    future = pool.submit(jobs.block_until_released, str(started), str(release), name)
+    wait_for_path(started, timeout=30)
+    return future, release
+
+
+# ---- pending and running --------------------------------------------------------------
+
+
+def test_a_job_queued_behind_a_running_one_is_pending(make_pool: MakePool, tmp_path: Path) -> None:
+    """One worker busy: the next job is not running(), cancel() takes it back, it never runs."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    queued = pool.submit(jobs.write_marker, str(tmp_path), "queued")
+    assert not wait_for(queued.running, NEGATIVE_WAIT)
+    assert queued.cancel()
+    assert queued.cancelled()
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+    pool.shutdown()
+    assert not (tmp_path / "queued").exists()
+
+
+def test_running_turns_true_when_the_worker_starts_the_job(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """running() is True once the job runs, and then cancel() refuses."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    assert wait_for(blocker.running, timeout=30)
+    assert not blocker.cancel()
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+    assert not blocker.running()
+
+
+def test_every_job_queued_at_a_busy_worker_can_be_cancelled(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """Jobs a busy worker holds in its pipe are still pending: each cancel() succeeds."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    queued = [pool.submit(jobs.write_marker, str(tmp_path), f"job-{i}") for i in range(20)]
+    assert all(future.cancel() for future in queued)
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+    assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+    pool.shutdown()
+    assert not list(tmp_path.glob("job-*"))
+    assert pool.stats.completed == 2
+
+
+@pytest.mark.parametrize("run", range(5))
+def test_cancel_races_the_worker_and_one_of_them_wins(
+    make_pool: MakePool, tmp_path: Path, run: int
+) -> None:
+    """Cancelling jobs while workers start them: a cancelled job never ran, every other ran once."""
+    pool = make_pool(2)
+    futures = []
+    for index in range(300):
+        futures.append(pool.submit(jobs.write_marker, str(tmp_path), f"job-{index}"))
+        if index % 3 == 0:
+            futures[index // 2].cancel()
+    pool.shutdown()
+    cancelled = 0
+    for index, future in enumerate(futures):
+        ran = (tmp_path / f"job-{index}").exists()
+        assert ran is not future.cancelled(), index
+        if ran:
+            assert future.result(timeout=0) == f"job-{index}"
+        cancelled += future.cancelled()
+    assert pool.stats.completed == len(futures) - cancelled
+
+
+def test_a_job_sent_to_a_starting_worker_is_pending(make_pool: MakePool, tmp_path: Path) -> None:
+    """While init still runs, a submitted job is pending; stop() cancels it, and wait() sees it."""
+    release = tmp_path / "release"
+    pool = make_pool(1, init=jobs.init_blocks_until_released, init_args=(str(release),))
+    future = pool.submit(jobs.write_marker, str(tmp_path), "never")
+    assert not wait_for(future.running, NEGATIVE_WAIT)
+    pool.stop()
+    done, _ = wait([future], timeout=30)
+    assert done == {future}
+    assert future.cancelled()
+    release.touch()
+    pool.shutdown()
+    assert not (tmp_path / "never").exists()
+
+
+def test_stop_lets_the_running_job_finish_and_cancels_the_queued_one(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """stop(): the running job keeps its result; the queued one is cancelled (cancelled() True)."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    queued = pool.submit(jobs.write_marker, str(tmp_path), "queued")
+    pool.stop()
+    assert wait([queued], timeout=30).done == {queued}
+    assert queued.cancelled()
+    assert not blocker.done()
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+    assert not blocker.cancelled()
+    assert [future for future in as_completed([blocker, queued], timeout=30)]
+    pool.shutdown()
+    assert not (tmp_path / "queued").exists()
+
+
+def test_cancelled_jobs_are_seen_by_wait_and_as_completed(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """A job cancelled while it waits wakes concurrent.futures.wait and as_completed at once."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    queued = [pool.submit(jobs.square, x) for x in range(3)]
+    waiter = threading.Thread(target=lambda: seen.append(wait(queued, return_when=FIRST_COMPLETED)))
+    seen: list[Any] = []
+    waiter.start()
+    queued[1].cancel()
+    waiter.join(timeout=30)
+    assert seen and seen[0].done == {queued[1]}
+    assert next(as_completed(queued[1:2], timeout=30)) is queued[1]
+    release.touch()
+    assert [queued[i].result(timeout=30) for i in (0, 2)] == [0, 4]
+    assert blocker.result(timeout=30) == "blocker"
+
+
+# ---- no job waits behind another while a worker is idle ---------------------------------
+
+
+@pytest.mark.parametrize("task_timeout", [None, 60.0], ids=["no-timeout", "timeout-60"])
+def test_short_jobs_do_not_wait_behind_a_long_one(
+    make_pool: MakePool, tmp_path: Path, task_timeout: float | None
+) -> None:
+    """2 workers, a job that hangs, then 30 short ones: all 30 finish while it still runs."""
+    pool = make_pool(2, task_timeout=task_timeout)
+    assert list(pool.map(jobs.square, range(4), chunksize=1)) == [0, 1, 4, 9]  # workers up
+    started, release = tmp_path / "started", tmp_path / "release"
+    hanging = pool.submit(jobs.block_until_released, str(started), str(release), "long")
+    short = [pool.submit(jobs.sleep_then_return, 0.05, x) for x in range(30)]
+    try:
+        not_done = wait(short, timeout=15).not_done
+        assert not not_done, f"{len(not_done)} short jobs still waiting behind the long one"
+        assert not hanging.done()
+    finally:
+        release.touch()
+    assert [future.result(timeout=30) for future in short] == list(range(30))
+    assert hanging.result(timeout=30) == "long"
+
+
+def test_an_unordered_map_yields_short_results_while_a_long_job_runs(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """map(ordered=False) over one job that hangs and 30 short ones: the 30 come out first."""
+    pool = make_pool(2)
+    started, release = tmp_path / "started", tmp_path / "release"
+    job = partial(jobs.block_on_zero_else_sleep, str(started), str(release), 0.05)
+    results = pool.map(job, range(31), ordered=False, timeout=20)
+    try:
+        first = [next(results) for _ in range(30)]
+    finally:
+        release.touch()
+    assert sorted(first) == list(range(1, 31))
+    assert list(results) == [0]
+
+
+@pytest.mark.parametrize("chunksize", [None, 3], ids=["auto-chunks", "one-chunk"])
+@pytest.mark.parametrize("run", range(6))
+def test_a_finished_result_is_not_held_behind_a_slow_job(
+    make_pool: MakePool, tmp_path: Path, chunksize: int | None, run: int
+) -> None:
+    """map over [0, 0, slow], fresh pool: both quick results come out while the slow one runs."""
+    pool = make_pool(2)
+    started, release = tmp_path / "started", tmp_path / "release"
+    job = partial(jobs.block_on_negative, str(started), str(release))
+    results = pool.map(job, [0, 0, -1], chunksize=chunksize, timeout=15)
+    try:
+        assert [next(results), next(results)] == [0, 0]
+    finally:
+        release.touch()
+    assert list(results) == [-1]
+
+
+# ---- task_timeout covers the job until its outcome is pickled -----------------------------
+
+
+def test_task_timeout_covers_pickling_the_result(make_pool: MakePool, tmp_path: Path) -> None:
+    """A result that takes long to pickle is a job that runs long: TaskTimeout at the deadline."""
+    pool = make_pool(1, task_timeout=1.0)
+    started, release = tmp_path / "started", tmp_path / "release"
+    future = pool.submit(jobs.return_slow_to_pickle, str(started), str(release))
+    began = time.monotonic()
+    with pytest.raises(minipool.TaskTimeout):
+        future.result(timeout=30)
+    assert started.exists()
+    assert time.monotonic() - began < 10
+    assert pool.submit(jobs.square, 5).result(timeout=30) == 25
+
+
+def test_a_stopped_map_with_streamed_results_keeps_them(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """stop() in the middle of a chunk: the results it sent stay, the job in hand finishes,
+    the jobs after it never start."""
+    pool = make_pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    job = partial(jobs.block_on_negative, str(started), str(release))
+    results = pool.map(job, [1, 2, -1, 3, 4], chunksize=5, return_exceptions=True, timeout=20)
+    assert [next(results), next(results)] == [1, 2]
+    pool.stop()
+    release.touch()
+    rest = list(results)
+    assert rest[0] == -1
+    assert [type(outcome) for outcome in rest[1:]] == [CancelledError, CancelledError]
