@@ -163,6 +163,12 @@ def segfault() -> None:
     ctypes.string_at(0)
 
 
+def block_then_kill(started: str, release: str) -> None:
+    """Mark ``started``, wait for the test to create ``release``, then SIGKILL the worker."""
+    block_until_released(started, release)
+    kill_self_with_signal(signal.SIGKILL)
+
+
 def die_on_5(x: int) -> int:
     if x == 5:
         kill_self_with_signal(signal.SIGKILL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ WORKLOADS = {
     "lazy_memory",
     "cpu_bound",
     "skewed",
+    "mixed",
     "big_payload",
 }
 
@@ -56,6 +58,52 @@ def test_run_all_runs_every_workload_and_writes_json_table_and_chart(tmp_path: P
         assert f"| {workload} (" in summary
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+def in_git_checkout() -> bool:
+    git = shutil.which("git")
+    if git is None:
+        return False
+    found = subprocess.run([git, "rev-parse", "HEAD"], cwd=BENCHMARKS, capture_output=True)
+    return found.returncode == 0
+
+
+def test_bench_engine_baseline_rows_beside_minipool(tmp_path: Path) -> None:
+    """--baseline HEAD: a minipool@<rev> row beside minipool's, its ratio, never the reference."""
+    if not in_git_checkout():
+        pytest.skip("needs git and a git checkout")
+    out = tmp_path / "engine.json"
+    done = _bench(
+        "bench_engine.py",
+        *("--only", "tiny_submit", "mixed", "--rounds", "1", "--scale", "0.01"),
+        *("--baseline", "HEAD", "--json", str(out)),
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    found = json.loads(out.read_text())
+    baseline = found["machine"]["baseline"]
+    engine = baseline["engine"]
+    assert engine == f"minipool@{baseline['commit']}"
+    assert not Path(baseline["copy"]).exists(), "the copy of minipool/ was left behind"
+    (run,) = found["runs"]
+    assert [metric["workload"] for metric in run["metrics"]] == ["tiny_submit", "mixed"]
+    for metric in run["metrics"]:
+        reference = next(row for row in metric["rows"] if row["label"] == metric["reference"])
+        assert reference["engine"] not in ("minipool", engine)
+        (pair,) = metric["baseline"]
+        assert pair["now"].startswith("minipool: ")
+        assert pair["base"].startswith(f"{engine}: ")
+        assert isinstance(pair["ratio"], float)
+    assert f"minipool now / {engine}: " in done.stdout
+
+
+def test_bench_engine_baseline_unknown_revision_says_so() -> None:
+    """A revision git does not know: exit status 2 and a message that names it."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    done = _bench("bench_engine.py", "--baseline", "no-such-revision", timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no commit 'no-such-revision'" in done.stderr
 
 
 def test_bench_crash_delivers_199_and_minipool_passes(tmp_path: Path) -> None:

@@ -44,13 +44,13 @@ WORKERS = 2
 START_TIMEOUT = 30.0
 
 
-def _start(arguments: list[str], log: Path) -> Popen:
+def _start(arguments: list[str], log: Path, saturation: str) -> Popen:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         # What cluster="local" sets (see _backends.dask.LOCAL_CLUSTER_CONFIG).
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-        "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+        "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": saturation,
     }
     with log.open("ab") as output:
         return subprocess.Popen(
@@ -80,22 +80,23 @@ def _group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def dask_cluster(directory: Path, workers: int) -> Iterator[tuple[str, list[Popen]]]:
+def dask_cluster(
+    directory: Path, workers: int, saturation: str = "1.0"
+) -> Iterator[tuple[str, list[Popen]]]:
     """A scheduler and ``workers`` workers started with Dask's commands; stopped, and
     checked gone, at the end. Yields the address and the processes (scheduler first)."""
     scheduler_file = directory / "scheduler.json"
     log = directory / "cluster.log"
     common = ["--host", "127.0.0.1", "--no-dashboard"]
-    processes = [
-        _start(["scheduler", *common, "--port", "0", "--scheduler-file", str(scheduler_file)], log)
-    ]
+    scheduler = ["scheduler", *common, "--port", "0", "--scheduler-file", str(scheduler_file)]
+    processes = [_start(scheduler, log, saturation)]
     try:
         wait_for_path(scheduler_file, START_TIMEOUT)
         assert wait_for(lambda: scheduler_file.stat().st_size > 0, START_TIMEOUT)
         address = json.loads(scheduler_file.read_text())["address"]
         for number in range(workers):
             arguments = ["worker", address, *common, "--nthreads", "1", "--name", f"w{number}"]
-            processes.append(_start(arguments, log))
+            processes.append(_start(arguments, log, saturation))
         with _client(address) as client:
             client.wait_for_workers(workers, timeout=START_TIMEOUT)
         yield address, processes
@@ -317,20 +318,72 @@ def test_task_timeout(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -
     assert retrying.stats.retried == 1
 
 
-def test_stop_reaches_running_jobs(make_pool: Callable[..., minipool.Pool], tmp_path: Path):
-    """stop(): stop_requested() turns true in the running job; every job is done: with
-    its result if it came back before the cancellation that follows (see README)."""
+def test_stop_lets_running_jobs_finish_and_cancels_the_rest(
+    make_pool: Callable[..., minipool.Pool], tmp_path: Path
+) -> None:
+    """stop(): stop_requested() turns true in the running job, which then delivers its
+    result; the jobs no worker started are cancelled."""
     pool = make_pool()
     started, seen = tmp_path / "started", tmp_path / "stop-seen"
     running = pool.submit(jobs.mark_when_stop_requested, str(started), str(seen))
-    queued = [pool.submit(jobs.square, x) for x in range(20)]
     wait_for_path(started, 30)
+    assert wait_for(running.running, 30)
+    blocker, release = _dask_blocker(pool, tmp_path)
+    queued = [pool.submit(jobs.write_marker, str(tmp_path), f"job-{x}") for x in range(5)]
     pool.stop()
     wait_for_path(seen, 30)  # the job saw stop_requested() turn true, on its worker
+    release.touch()
+    assert running.result(timeout=30) is None
+    assert blocker.result(timeout=30) == "blocker"
     assert pool._backend.join(30)
-    assert running.done() and all(future.done() for future in queued)
+    assert all(future.cancelled() for future in queued)
+    assert not list(tmp_path.glob("job-*"))
     with pytest.raises(RuntimeError, match="shut down or stopped"):
         pool.submit(jobs.square, 1)
+
+
+def _dask_blocker(pool: minipool.Pool, tmp_path: Path, name: str = "blocker") -> tuple[Any, Path]:
+    """Submit a job that runs until the test creates the returned path; wait until it runs."""
+    started, release = tmp_path / f"{name}-started", tmp_path / f"{name}-release"
+    future = pool.submit(jobs.block_until_released, str(started), str(release), name)
+    wait_for_path(started, 30)
+    return future, release
+
+
+def test_running_and_cancel_follow_the_job_on_its_worker(
+    make_pool: Callable[..., minipool.Pool], tmp_path: Path
+) -> None:
+    """A job is running() once a worker starts it, and cannot be cancelled then; one that
+    waits for a worker is not running(), and cancel() means it never runs."""
+    pool = make_pool()
+    first, release_first = _dask_blocker(pool, tmp_path, "first")
+    second, release_second = _dask_blocker(pool, tmp_path, "second")
+    assert wait_for(first.running, 30) and wait_for(second.running, 30)
+    assert not first.cancel()
+    waiting = pool.submit(jobs.write_marker, str(tmp_path), "waiting")  # both workers busy
+    assert not wait_for(waiting.running, 1.0)
+    assert waiting.cancel() and waiting.cancelled()
+    release_first.touch()
+    release_second.touch()
+    assert (first.result(timeout=30), second.result(timeout=30)) == ("first", "second")
+    assert pool.submit(jobs.square, 4).result(timeout=30) == 16
+    assert not (tmp_path / "waiting").exists()
+
+
+def test_a_job_waiting_at_a_worker_that_dies_runs_again_unblamed(tmp_path: Path) -> None:
+    """On a cluster whose workers take more tasks than they run (worker-saturation above
+    1), a worker killed by its job fails that job alone: the one waiting behind it, which
+    never said it had started, runs again."""
+    cluster = dask_cluster(tmp_path, 1, saturation="inf")
+    with cluster as (address, _), minipool.Pool(cluster=address) as pool:
+        started, release = tmp_path / "started", tmp_path / "release"
+        killer = pool.submit(jobs.block_then_kill, str(started), str(release))
+        wait_for_path(started, 30)
+        waiting = pool.submit(jobs.square, 3)
+        release.touch()
+        with pytest.raises(minipool.WorkerCrashed):
+            killer.result(timeout=60)
+        assert waiting.result(timeout=60) == 9
 
 
 def test_stats_and_progress(

@@ -18,7 +18,7 @@ from typing import Any
 
 import jobs
 import pytest
-from helpers import wait_for
+from helpers import Snapshot, wait_for
 
 import minipool
 
@@ -127,7 +127,60 @@ CASES = {
         {"signal": "SIGSEGV", "exitcode": -signal.SIGSEGV},
         crashes=True,
     ),
+    # The rows after loky's: the worker dies, or the pickle raises, while the
+    # job's result is pickled in the worker or its arguments unpickled there.
+    "sigkill-while-pickling-the-result": Case(
+        jobs.return_misbehaving_result,
+        ("crash",),
+        minipool.WorkerCrashed,
+        "killed by SIGKILL",
+        {"signal": "SIGKILL"},
+        crashes=True,
+    ),
+    "os-exit-while-pickling-the-result": Case(
+        jobs.return_misbehaving_result,
+        ("exit",),
+        minipool.WorkerCrashed,
+        "exited with code 3",
+        {"exitcode": 3},
+        crashes=True,
+    ),
+    "raise-while-pickling-the-result": Case(
+        jobs.return_misbehaving_result,
+        ("raise",),
+        minipool.RemoteError,
+        "could not be pickled",
+        {"type_name": "ValueError"},
+        traceback="misbehaved while pickling",
+    ),
+    "sigkill-while-unpickling-the-arguments": Case(
+        jobs.take_argument,
+        (jobs.MisbehavingArgument("crash"),),
+        minipool.WorkerCrashed,
+        "killed by SIGKILL",
+        {"signal": "SIGKILL"},
+        crashes=True,
+    ),
+    "os-exit-while-unpickling-the-arguments": Case(
+        jobs.take_argument,
+        (jobs.MisbehavingArgument("exit"),),
+        minipool.WorkerCrashed,
+        "exited with code 3",
+        {"exitcode": 3},
+        crashes=True,
+    ),
+    "raise-while-unpickling-the-arguments": Case(
+        jobs.take_argument,
+        (jobs.MisbehavingArgument("raise"),),
+        minipool.RemoteError,
+        "could not be unpickled in the worker",
+        {"type_name": "ValueError"},
+        traceback="misbehaved while pickling",
+    ),
 }
+# Where blame can go wrong: the worker dies (or the pickle fails) with the
+# outcome of the job before still in its buffers.
+BEHIND_A_FAST_JOB = [name for name, case in CASES.items() if case.crashes or "pickling" in name]
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -155,6 +208,54 @@ def test_failure_reaches_the_caller_and_the_pool_goes_on(
     stats = pool.stats
     assert stats.failed == 1
     assert stats.worker_restarts == (1 if case.crashes else 0)
+
+
+@pytest.mark.parametrize("name", BEHIND_A_FAST_JOB)
+def test_failure_right_behind_a_fast_job_is_blamed_on_its_own_job(
+    make_pool: MakePool, start_method: str, name: str
+) -> None:
+    """A fast job, then the failing one, sent together: the fast one keeps its result.
+
+    Both go to a worker still starting, so they reach it in one read, and the
+    fast job's outcome is still in the worker's buffers when the second fails.
+    """
+    case = CASES[name]
+    pool = make_pool(1, start_method=start_method)
+    fast = pool.submit(jobs.square, 7)
+    failing = pool.submit(case.fn, *case.args)
+    assert fast.result(timeout=30) == 49
+    with pytest.raises(case.error, match=case.match) as info:
+        failing.result(timeout=30)
+    if case.crashes:
+        assert isinstance(info.value, minipool.WorkerCrashed)
+        assert info.value.job_id == 1
+    assert pool.submit(jobs.square, 9).result(timeout=30) == 81
+    stats = pool.stats
+    assert (stats.completed, stats.failed) == (3, 1)
+    assert stats.worker_restarts == (1 if case.crashes else 0)
+
+
+# Fresh pools per start method in the idle-death test: a race seen in one run of
+# five needs some twenty to show.
+IDLE_DEATH_POOLS = 20
+
+
+@pytest.mark.timeout(240)
+def test_a_worker_killed_while_idle_costs_no_job_its_outcome(
+    start_method: str, leak_check: Snapshot
+) -> None:
+    """SIGKILL an idle worker (the OOM killer's pick), then map at once: no job is blamed.
+
+    The master may send the dead worker jobs before it sees the death; those
+    never ran, and run again elsewhere. Repeated on fresh pools: it is a race.
+    """
+    for _ in range(IDLE_DEATH_POOLS):
+        with minipool.Pool(2, start_method=start_method) as pool:
+            pids = {pid for _, pid in pool.map(jobs.square_and_pid, range(50), chunksize=1)}
+            os.kill(min(pids), signal.SIGKILL)
+            got = list(pool.map(jobs.square, range(500), return_exceptions=True))
+            assert got == [x * x for x in range(500)]
+            assert pool.stats.failed == 0
 
 
 def test_crash_fails_only_its_own_job(make_pool: MakePool, start_method: str) -> None:

@@ -267,7 +267,7 @@ def test_shutdown_cancel_futures_cancels_pending_jobs(make_pool: MakePool, tmp_p
     pool.shutdown()
     assert blocker.result(timeout=0) == "first"
     cancelled = [future.cancelled() for future in futures]
-    assert sum(cancelled) >= 6
+    assert all(cancelled)  # pending, wherever they waited
     for index, future in enumerate(futures):
         ran = (tmp_path / f"job-{index}").exists()
         assert ran is not cancelled[index]

@@ -217,7 +217,8 @@ def test_stop_under_a_map_with_return_exceptions(make_pool: MakePool, tmp_path: 
 def test_a_slow_head_does_not_idle_the_other_workers(make_pool: MakePool, tmp_path: Path) -> None:
     """An ordered map whose first job hangs keeps the other worker busy with the jobs behind it.
 
-    (Not all of them: one chunk may already wait in the busy worker's queue.)
+    (As many as the map's window of chunks holds: the finished ones wait there
+    for the head.)
     """
     pool = make_pool(2)
     started, release, markers = tmp_path / "started", tmp_path / "release", tmp_path / "done"

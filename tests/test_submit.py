@@ -126,10 +126,9 @@ def test_cancelled_pending_futures_never_run(make_pool: MakePool, tmp_path: Path
     blocker = pool.submit(jobs.block_until_released, str(started), str(release), "first")
     wait_for_path(started, timeout=30)
     futures = [pool.submit(jobs.write_marker, str(tmp_path), f"job-{i}") for i in range(8)]
-    # The worker may already hold the job after the one it runs; cancel()
-    # refuses only for a job that was handed to a worker.
-    cancelled = [future for future in futures if future.cancel()]
-    assert len(cancelled) >= 6
+    # Some of them wait in the worker's pipe: they are pending all the same.
+    cancelled = [future for future in futures[::2] if future.cancel()]
+    assert len(cancelled) == 4
     release.touch()
     assert blocker.result(timeout=30) == "first"
     kept = [future for future in futures if future not in cancelled]

@@ -53,7 +53,7 @@ from .._messages import Outcome
 from .._options import PoolOptions
 from .._tasks import Task
 from .base import BackendBase
-from .dask_worker import WorkerSetup, request_stop, run_task, tear_down
+from .dask_worker import WorkerSetup, request_stop, run_task, started_topic, tear_down
 
 # The local cluster: Dask's re-runs of a task whose worker died would come
 # before (and on top of) the pool's `retries`; and with one task per worker
@@ -69,7 +69,7 @@ CHUNK_SECONDS = 0.1
 # How long to wait for a scheduler that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
 STOPPED = "the pool was stopped before this job ran"
-STOPPED_UNSENT = "the pool was stopped before this job's outcome came back"
+CANCELLED = "the pool was stopped or shut down before this job ran"
 
 
 class DaskBackend(BackendBase):
@@ -89,7 +89,16 @@ class DaskBackend(BackendBase):
         self._restarting: list[threading.Thread] = []
         self._stopped = False
         self._closed = threading.Event()
+        # Keys of the tasks a worker has started (see dask_worker.run_task),
+        # until they are settled.
+        self._started: set[str] = set()
+        # Jobs that ran again because their worker died before they said they
+        # had started: once only, since a job that kills its worker at once
+        # may never get to say it.
+        self._rerun_unstarted: set[int] = set()
+        self._revoked: set[str] = set()  # keys of tasks cancelled for their callers
         try:
+            self._client.subscribe_topic(started_topic(self._name), self._on_started)
             self._start_workers(options.init, options.log_level)
             self.workers = max(1, sum(self._client.nthreads().values()))
         except BaseException:
@@ -131,12 +140,14 @@ class DaskBackend(BackendBase):
         with self._lock:
             first = not self._closing
             self._closing = True
-            unfinished = [future for future, _ in self._in_flight.values()]
-        if cancel_pending and unfinished:
-            # Dask cannot tell a queued task from a running one: every job
-            # without an outcome yet is cancelled (a running one finishes unseen).
+            unstarted = [
+                future for key, (future, _) in self._in_flight.items() if key not in self._started
+            ]
+        if cancel_pending and unstarted:
+            # Those not known to have started: one that starts as this goes out
+            # runs on its worker, and its outcome is dropped (see README).
             with contextlib.suppress(Exception):
-                self._client.cancel(unfinished)
+                self._client.cancel(unstarted)
         if first:
             threading.Thread(target=self._close, name="minipool-dask-close", daemon=True).start()
         if wait and threading.current_thread().name.startswith("Dask-Callback"):
@@ -146,6 +157,8 @@ class DaskBackend(BackendBase):
 
     def stop(self) -> None:
         self._stopped = True
+        # Workers first: from then on a task that starts runs nothing (see
+        # dask_worker.run_task), even one whose cancellation below comes late.
         with contextlib.suppress(Exception):
             self._client.run(request_stop, self._name)
         self.shutdown(wait=False, cancel_pending=True)
@@ -177,7 +190,7 @@ class DaskBackend(BackendBase):
             for piece in task.pieces(1) if task.timeout is not None else [task]:
                 if self._stopped:  # a retry after stop(): cancelled, as on the process pool
                     piece.receiver.cancel(piece.offset, piece.size, STOPPED)
-                elif piece.receiver.place(None):
+                elif not piece.receiver.abandoned:
                     self._submit_one(piece)
 
     def _submit_one(self, task: Task) -> None:
@@ -196,6 +209,26 @@ class DaskBackend(BackendBase):
             )
             self._in_flight[key] = (future, task)
         future.add_done_callback(self._on_done)
+        if not task.receiver.place(_DaskPlacement(self, key, future)):
+            self._revoke(key, future)  # cancelled while it was being submitted
+
+    def _on_started(self, event: tuple[float, str]) -> None:
+        """A worker started the task ``event[1]`` (in the client's event loop)."""
+        with self._lock:
+            if event[1] in self._in_flight:
+                self._started.add(event[1])
+
+    def _has_started(self, key: str) -> bool:
+        return key in self._started
+
+    def _revoke(self, key: str, future: DaskFuture[Any]) -> bool:
+        """Cancel the task unless a worker said it started it."""
+        if key in self._started:
+            return False
+        self._revoked.add(key)
+        with contextlib.suppress(Exception):
+            self._client.cancel([future])
+        return True
 
     def _on_done(self, future: DaskFuture[Any]) -> None:
         """A task ended (Dask's callback thread): settle its jobs.
@@ -206,34 +239,49 @@ class DaskBackend(BackendBase):
         key = str(future.key)
         with self._lock:
             _, task = self._in_flight[key]
+            started = key in self._started
         try:
-            self._settle(future, task)
+            self._settle(future, task, started)
         finally:
             with self._lock:
                 del self._in_flight[key]
+                self._started.discard(key)
+                self._revoked.discard(key)
                 if not self._in_flight:
                     self._idle.notify_all()
 
-    def _settle(self, future: DaskFuture[Any], task: Task) -> None:
+    def _settle(self, future: DaskFuture[Any], task: Task, started: bool) -> None:
         try:
             worker, address, pid, logs, outcomes, overran = future.result()
         except KilledWorker as error:
-            self._on_killed(task, error)
+            self._on_killed(task, error, started)
             return
         except BaseException as error:  # cancelled; or the scheduler went away, say
-            if future.cancelled() and self._closing:
-                task.receiver.cancel(task.offset, task.size, STOPPED_UNSENT)
+            if future.cancelled() and (self._closing or str(future.key) in self._revoked):
+                task.receiver.cancel(task.offset, task.size, CANCELLED)
             else:
                 self._ledger.fail(task, _dask_failed(task, error))
             return
         if overran:
             self._restart(address)
         self._logs.deliver(worker, pid, logs)
+        done = 0
         for payload in outcomes:
-            self._ledger.settle(task, Outcome.decode(payload), len(payload))
+            outcome = Outcome.decode(payload)
+            self._ledger.settle(task, outcome, len(payload))
+            done += outcome.size
+        if done < task.size:  # stop() ended the chunk between two jobs
+            task.receiver.cancel(task.offset + done, task.size - done, STOPPED)
 
-    def _on_killed(self, task: Task, error: KilledWorker) -> None:
+    def _on_killed(self, task: Task, error: KilledWorker, started: bool) -> None:
         address = getattr(error.last_worker, "address", str(error.last_worker))
+        if not started and task.first_job_id not in self._rerun_unstarted:
+            # Its worker died before it said it had started: it was not
+            # running, but waiting there (on a cluster whose workers hold more
+            # than they run); it goes again, unblamed.
+            self._rerun_unstarted.add(task.first_job_id)
+            self._submit([task])
+            return
         if address in self._restarted or task.size > 1:
             # Innocent (its worker was restarted under it), or which of its
             # jobs killed the worker is unknown: run them again, each alone.
@@ -275,6 +323,8 @@ class DaskBackend(BackendBase):
                 self._logs.deliver(worker, pid, logs)
         with contextlib.suppress(Exception):
             self._client.unregister_worker_plugin(self._name)
+        with contextlib.suppress(Exception):
+            self._client.unsubscribe_topic(started_topic(self._name))
         self._disconnect()
         self._closed.set()
 
@@ -282,6 +332,24 @@ class DaskBackend(BackendBase):
         for owned in self._owned:
             with contextlib.suppress(Exception):
                 owned.close()
+
+
+class _DaskPlacement:
+    """Where a task waits, on Dask: in the scheduler, or on a worker that has not said it
+    started it (see ``_tasks.Placement``)."""
+
+    __slots__ = ("_backend", "_future", "_key")
+
+    def __init__(self, backend: DaskBackend, key: str, future: DaskFuture[Any]) -> None:
+        self._backend = backend
+        self._key = key
+        self._future = future
+
+    def started(self) -> bool:
+        return self._backend._has_started(self._key)
+
+    def revoke(self) -> bool:
+        return self._backend._revoke(self._key, self._future)
 
 
 def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:

@@ -108,6 +108,11 @@ def _tear_down_here(name: str) -> list[bytes]:
     return setup.init_logs
 
 
+def started_topic(name: str) -> str:
+    """The event topic on which this pool's tasks say they have started."""
+    return f"{name}-started"
+
+
 def request_stop(name: str) -> None:
     """``Pool.stop()``: from now on ``stop_requested()`` is true in this pool's jobs here."""
     setup = _pools.get(name)
@@ -124,6 +129,13 @@ def run_task(
     events: list[bytes] = []
     overran = False
     chunk = _ChunkCall(payload, first_job_id, size)
+    if setup is not None and setup.stopped:
+        # stop() came first: a task Dask starts anyway (a cancel can overtake
+        # the task it cancels) runs none of its jobs, and they are cancelled.
+        return worker.name, worker.address, os.getpid(), pack_events([]), [_NOTHING_RAN], False
+    # The caller learns the task started (Future.running(), and that it can no
+    # longer be cancelled); see DaskBackend._on_started.
+    worker.log_event(started_topic(name), str(worker.get_current_task()))
     if setup is None or setup.init_error is not None:
         outcome = _init_failed(chunk, worker.name, setup)
     elif timeout is None:
@@ -134,6 +146,10 @@ def run_task(
     if setup is not None and setup.init_logs:
         events[:0], setup.init_logs = setup.init_logs, []
     return worker.name, worker.address, os.getpid(), pack_events(events), outcome, overran
+
+
+# The final outcome of a task whose jobs did not run.
+_NOTHING_RAN = Outcome(0, 0, 0, [], None, 0.0, True).encode()
 
 
 @dataclass(frozen=True)
