@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine.py [--workers N ...] [--start-method fork] [--rounds R]
                                       [--scale F] [--json [OUT.json]] [--only NAME ...]
+                                      [--baseline REV]
 
 The peers are multiprocessing.Pool, ProcessPoolExecutor and, from the
 ``bench`` extra, loky, pebble, mpire and joblib (``engines.py``). Every
@@ -12,6 +13,10 @@ order that rotates from round to round, so that a noisy neighbour slows all of
 them alike. Each table gives the median, min and max over the rounds and the
 median's ratio to the row its target names. See benchmarks/README.md for what
 each workload measures; ``run_all.py`` runs this with the other benchmarks.
+
+``--baseline REV`` adds minipool's package as it was at git revision REV
+(``engines.add_baseline``): a row ``minipool@<rev>`` beside each minipool row
+in every workload but ``lazy_memory``, with the ratio of the two.
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ CPU_JOB_SECONDS = 0.005
 SKEWED_LONG_JOBS = 20
 SKEWED_SHORT_JOBS = 380
 SKEWED_SECONDS = (0.040, 0.001)
+MIXED_JOBS = 2_000
+# Every 50th job, the first of each 50, is long: 2% of the jobs, some 80% of the work.
+MIXED_LONG_EVERY = 50
+MIXED_SECONDS = (0.200, 0.001)
 PAYLOAD_JOBS = 100
 PAYLOAD_SIZES = (64 << 10, 1 << 20, 4 << 20, 16 << 20)
 JUDGED_PAYLOAD = 4 << 20
@@ -154,6 +163,11 @@ def timed_map(engine: str, items: int, chunksize: int | None, maps_before: int =
     return Case(Row(f"{engine}: map chunksize={size}", engine), run)
 
 
+def baseline_twin(items: int, chunksize: int | None) -> list[Case]:
+    """The --baseline's row for minipool's map of ``items`` with ``chunksize``, if any."""
+    return [timed_map(engines.BASELINE.engine, items, chunksize)] if engines.BASELINE else []
+
+
 def tiny_map(config: Config) -> list[Metric]:
     n, tuned = config.count(TINY_MAP_ITEMS), TUNED_CHUNKSIZE
     cases = [timed_map(MP, n, size) for size in (None, *MP_CHUNKSIZES)]
@@ -171,7 +185,8 @@ def tiny_map(config: Config) -> list[Metric]:
     # same pool starts with big chunks: how much the first one's ramp costs.
     second = timed_map(MINIPOOL, n, None, maps_before=1)
     second.row.label += ", 2nd map on the pool (for comparison)"
-    cases += [mine, second, timed_map(MINIPOOL, n, tuned)]
+    cases += [mine, *baseline_twin(n, None), second, timed_map(MINIPOOL, n, tuned)]
+    cases += baseline_twin(n, tuned)
     run_rounds(config, cases)
     rows = [case.row for case in cases]
     return [
@@ -344,7 +359,7 @@ def lazy_specs(config: Config) -> tuple[list[LazySpec], LazySpec]:
             f"{engine}: {LAZY_CALLS.get(engine, 'map')} chunksize={size:,}", engine, items, size
         )
         for engine in engines.everyone()
-        if engine != MINIPOOL
+        if engines.is_peer(engine)  # minipool below; its --baseline is not measured here
     ]
     every_round.append(LazySpec(f"{MINIPOOL}: Pool.map chunksize=None", MINIPOOL, items, None))
     few = config.count(LAZY_PPE_DEFAULT_ITEMS)
@@ -515,10 +530,79 @@ def skewed(config: Config) -> list[Metric]:
             "x ideal",
             LOWER,
             rows,
-            tuple(row.label for row in rows if row.engine != MINIPOOL),
+            tuple(row.label for row in rows if engines.is_peer(row.engine)),
             [Target(f"{MINIPOOL}: default map", "<=", 1.05, relative=False)],
             peer_notes(
                 "reference: the best peer; multiprocessing.Pool maps with imap(chunksize=1)"
+            ),
+        )
+    ]
+
+
+def mixed_layout(config: Config) -> tuple[int, int, int]:
+    """The mixed workload's jobs, long jobs and stride: jobs 0, stride, 2 * stride... are long.
+
+    At least one long job per worker, so that a small ``--scale`` still has a
+    long job for every worker to be stuck behind.
+    """
+    jobs = config.count(MIXED_JOBS)
+    longs = min(jobs, max(config.workers, jobs // MIXED_LONG_EVERY))
+    return jobs, longs, jobs // longs
+
+
+def timed_mixed(items: list[int], score: Callable[[float], float]) -> Callable[[str], Case]:
+    """Cases that submit ``tasks.spin`` of each of ``items`` up front, then await every result.
+
+    joblib has no submit: it maps the same list through its Parallel generator.
+    """
+    by_count = {count: tasks.spin(count) for count in set(items)}
+    expected = [by_count[count] for count in items]
+
+    def case(engine: str) -> Case:
+        def run(pool: Any) -> float:
+            start = perf_counter()
+            if engine in engines.NO_SUBMIT:
+                results = list(engines.lazy_map(engine, pool, tasks.spin, items, None))
+            else:
+                waits = [engines.submit(engine, pool, tasks.spin, count) for count in items]
+                results = [wait() for wait in waits]
+            seconds = perf_counter() - start
+            check(results == expected, "spin returned wrong results")
+            return score(seconds)
+
+        call = "Parallel generator, default batch_size (no submit)"
+        if engine not in engines.NO_SUBMIT:
+            call = SUBMIT_CALLS.get(engine, "submit + result")
+        return Case(Row(f"{engine}: {call}", engine), run)
+
+    return case
+
+
+def mixed(config: Config) -> list[Metric]:
+    long, short = (calibrated_iterations(seconds) for seconds in MIXED_SECONDS)
+    jobs, longs, stride = mixed_layout(config)
+    items = [long if i % stride == 0 and i < longs * stride else short for i in range(jobs)]
+    ideal = (longs * MIXED_SECONDS[0] + (jobs - longs) * MIXED_SECONDS[1]) / config.workers
+    make = timed_mixed(items, lambda seconds: seconds / ideal)
+    cases = [make(engine) for engine in engines.everyone()]
+    run_rounds(config, cases)
+    rows = [case.row for case in cases]
+    return [
+        Metric(
+            "mixed",
+            f"{jobs:,} jobs submitted up front, then every result awaited: {longs} of "
+            f"{MIXED_SECONDS[0] * 1e3:.0f} ms (one in {stride}: jobs 0, {stride}, ...) among "
+            f"{jobs - longs:,} of {MIXED_SECONDS[1] * 1e3:.0f} ms; makespan / ideal "
+            "(the work / workers)",
+            "x ideal",
+            LOWER,
+            rows,
+            tuple(row.label for row in rows if engines.is_peer(row.engine)),
+            [Target(f"{MINIPOOL}: submit + result", "<=", 1.10, relative=False)],
+            peer_notes(
+                "reference: the best peer; the jobs are tasks.spin calibrated here, as in skewed",
+                "joblib has no submit(): it maps the same list through its Parallel "
+                "generator (batch_size='auto')",
             ),
         )
     ]
@@ -560,7 +644,7 @@ def big_payload(config: Config) -> list[Metric]:
                 "MB/s",
                 HIGHER,
                 rows,
-                tuple(row.label for row in rows if row.engine != MINIPOOL),
+                tuple(row.label for row in rows if engines.is_peer(row.engine)),
                 judged,
                 peer_notes("reference: the best peer"),
             )
@@ -575,6 +659,7 @@ WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "lazy_memory": lazy_memory,
     "cpu_bound": cpu_bound,
     "skewed": skewed,
+    "mixed": mixed,
     "big_payload": big_payload,
 }
 
@@ -603,6 +688,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only these workloads: {', '.join(WORKLOADS)}",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure minipool/ as it was at this git revision (a tag, a hash, HEAD~3): "
+        "a minipool@<rev> row beside each minipool row",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or min(args.workers) < 1:
         parser.error("--rounds and --workers must be at least 1")
@@ -613,6 +704,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     facts = report.machine_facts(HERE, args.start_method, args.workers, args.rounds)
     facts["scale"] = args.scale
+    if args.baseline is not None:
+        try:
+            base = engines.add_baseline(args.baseline)
+        except engines.BaselineError as error:
+            print(f"--baseline {args.baseline}: {error}", file=sys.stderr)
+            return 2
+        facts["baseline"] = {
+            "engine": base.engine,
+            "revision": base.revision,
+            "commit": base.commit,
+            "package": engines.BASELINE_PACKAGE,
+            "copy": base.copy,
+        }
+    baseline = engines.BASELINE.engine if engines.BASELINE else None
     report.print_header(facts)
     summary: list[list[str]] = []
     runs = []
@@ -627,9 +732,9 @@ def main(argv: list[str] | None = None) -> int:
                 report.print_metric(metric)
             print(f"  ({name} took {perf_counter() - started:.1f} s)")
             metrics += found
-        summary += report.summary_rows(workers, metrics)
+        summary += report.summary_rows(workers, metrics, baseline)
         runs.append({"workers": workers, "metrics": [metric.to_json() for metric in metrics]})
-    report.print_summary(summary)
+    report.print_summary(summary, baseline)
     if args.json:
         report.write_json(args.json, {"machine": facts, "runs": runs})
     errors = any(row["errors"] for run in runs for m in run["metrics"] for row in m["rows"])

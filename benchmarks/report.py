@@ -4,7 +4,9 @@ A ``Metric`` is one table: a figure (tasks/s, microseconds per job...) for
 several ``Row``s, each row one engine in one configuration with one sample
 per round. Ratios are medians divided by the reference row's median
 (a ``multiprocessing.Pool`` row); a ``Target`` judges a minipool row either by
-that ratio or by its absolute figure. Also the run's header: machine facts.
+that ratio or by its absolute figure. A run with ``--baseline REV`` has rows
+of ``minipool@<rev>`` too, each printed beside its twin of minipool now with
+the ratio of the two. Also the run's header: machine facts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from engines import NAMES
+from engines import MINIPOOL, NAMES, is_peer
 
 import minipool
 
@@ -106,6 +108,17 @@ class Metric:
             return None
         return value >= target.limit if target.op == ">=" else value <= target.limit
 
+    def baseline_pairs(self) -> list[tuple[Row, Row]]:
+        """(minipool now, minipool at --baseline) for each baseline row whose twin ran."""
+        by_label = {row.label: row for row in self.rows}
+        pairs = []
+        for row in self.rows:
+            if row.engine != MINIPOOL and not is_peer(row.engine):
+                now = by_label.get(MINIPOOL + row.label.removeprefix(row.engine))
+                if now is not None:
+                    pairs.append((now, row))
+        return pairs
+
     def to_json(self) -> dict[str, Any]:
         reference = self.reference()
         return {
@@ -120,7 +133,18 @@ class Metric:
                 for target in self.targets
             ],
             "notes": self.notes,
+            "baseline": [
+                {"now": now.label, "base": base.label, "ratio": ratio(now, base)}
+                for now, base in self.baseline_pairs()
+            ],
         }
+
+
+def ratio(row: Row, other: Row) -> float | None:
+    """``row``'s median over ``other``'s."""
+    if row.median is None or not other.median:
+        return None
+    return row.median / other.median
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -170,6 +194,11 @@ def print_metric(metric: Metric) -> None:
         )
         for error in row.errors:
             print(f"  {'':<{width}}  ERROR: {error}")
+    for now, base in metric.baseline_pairs():
+        print(
+            f"  minipool now / {base.engine}: {format_ratio(ratio(now, base))} "
+            f"({now.label.partition(': ')[2]}; {metric.better} is better)"
+        )
     for note in metric.notes:
         print(f"  note: {note}")
     for target in metric.targets:
@@ -187,12 +216,22 @@ def _judged_figure(metric: Metric, target: Target) -> str:
     return format_value(row.median, metric.unit)
 
 
-def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
+def summary_rows(
+    workers: int, metrics: list[Metric], baseline: str | None = None
+) -> list[list[str]]:
+    """One row per target; with a ``baseline`` engine, its twin's figure and now / then."""
     rows = []
     for metric in metrics:
         reference = metric.reference()
+        twins = dict((now.label, base) for now, base in metric.baseline_pairs())
         for target in metric.targets:
             mine = metric.row(target.row)
+            then = []
+            if baseline is not None:
+                base = twins.get(target.row)
+                then = ["-", "-"]
+                if base is not None:
+                    then = [format_value(base.median, metric.unit), format_ratio(ratio(mine, base))]
             rows.append(
                 [
                     str(workers),
@@ -202,13 +241,16 @@ def summary_rows(workers: int, metrics: list[Metric]) -> list[list[str]]:
                     format_ratio(metric.ratio(mine)),
                     target.describe(metric.unit),
                     verdict_text(metric.verdict(target), target.stretch),
+                    *then,
                 ]
             )
     return rows
 
 
-def print_summary(rows: list[list[str]]) -> None:
+def print_summary(rows: list[list[str]], baseline: str | None = None) -> None:
     header = ["workers", "workload", "minipool", "reference", "ratio", "target", "result"]
+    if baseline is not None:
+        header += [baseline, f"minipool / {baseline}"]
     print_table("summary (reference: the row marked in each table)", header, rows)
 
 
@@ -269,6 +311,12 @@ def print_header(facts: dict[str, Any]) -> None:
         f"rounds {facts['rounds']}, engine order rotating each round"
     )
     print("  engines: " + ", ".join(f"{key} = {name}" for key, name in NAMES.items()))
+    if facts.get("baseline"):
+        base = facts["baseline"]
+        print(
+            f"  baseline: {base['engine']} = minipool/ at git {base['commit']} "
+            f"(--baseline {base['revision']}), imported as {base['package']} from {base['copy']}"
+        )
 
 
 # ---- the command line of the one-table benchmarks (bench_logs, bench_runner) -------
@@ -365,7 +413,8 @@ def judged(metrics: list[dict[str, Any]], workers: int) -> list[Judged]:
         peers = [
             row
             for row in metric["rows"]
-            if row["engine"] not in ("minipool", "bare")
+            if is_peer(row["engine"])
+            and row["engine"] != "bare"
             and row["median"] is not None
             and not row["partial"]
         ]

@@ -1,7 +1,7 @@
 """The whole benchmark suite in one command: every workload, every peer, JSON, a table, a chart.
 
     python benchmarks/run_all.py [--workers 2] [--rounds 5] [--start-method fork]
-                                 [--scale 1] [--out benchmarks/results]
+                                 [--scale 1] [--out benchmarks/results] [--baseline REV]
 
 Runs, one after another and each in a process of its own, as when run alone:
 
@@ -11,6 +11,9 @@ Runs, one after another and each in a process of its own, as when run alone:
   master loop's own overhead);
 - ``bench_logs.py``: worker logs against the logging cookbook;
 - ``bench_crash.py``: a job that SIGKILLs its worker.
+
+``--baseline REV`` goes to both ``bench_engine.py`` runs: minipool at git
+revision REV measured beside minipool now (never counted as a peer).
 
 Each prints its own tables as it goes. Then this prints one summary of every
 target and writes, in ``--out``: each part's raw numbers, ``suite.json`` (all of
@@ -53,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", choices=PARTS, metavar="PART", help=f"run only: {', '.join(PARTS)}"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="bench_engine.py --baseline REV: also measure minipool/ at this git revision",
+    )
     args = parser.parse_args(argv)
     if min(args.workers, args.rounds) < 1 or not 0 < args.scale <= 1:
         parser.error("--workers and --rounds must be at least 1, --scale in (0, 1]")
@@ -63,10 +71,12 @@ def parts(args: argparse.Namespace) -> dict[str, list[str]]:
     """Each part's script and arguments, ``--json`` aside."""
     method = ["--start-method", args.start_method]
     common = ["--rounds", str(args.rounds), *method]
-    scale = ["--scale", str(args.scale)]
+    engine_only = ["--scale", str(args.scale)]  # what bench_engine.py takes and the rest do not
+    if args.baseline is not None:
+        engine_only += ["--baseline", args.baseline]
     log_jobs = str(max(1, round(LOG_JOBS * args.scale)))
     return {
-        "engine": ["bench_engine.py", "--workers", str(args.workers), *common, *scale],
+        "engine": ["bench_engine.py", "--workers", str(args.workers), *common, *engine_only],
         "scaling": [
             "bench_engine.py",
             "--workers",
@@ -75,7 +85,7 @@ def parts(args: argparse.Namespace) -> dict[str, list[str]]:
             "tiny_map",
             "tiny_submit",
             *common,
-            *scale,
+            *engine_only,
         ],
         "logs": ["bench_logs.py", "--workers", str(args.workers), "--jobs", log_jobs, *common],
         "crash": ["bench_crash.py", "--workers", str(args.workers), *method],
