@@ -11,7 +11,8 @@ class PoolStats:
 
     ``completed`` counts jobs that ended with an outcome, a result or an error;
     ``failed`` counts those of them that ended with an error. ``running``
-    counts jobs handed to a worker and not finished yet.
+    counts jobs a worker has started and not finished (a job sent to a worker
+    that has not started it is still pending).
     """
 
     submitted: int

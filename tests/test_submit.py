@@ -176,15 +176,17 @@ def test_stats_count_submitted_completed_and_failed(make_pool: MakePool) -> None
 
 
 def test_stats_count_running_jobs(make_pool: MakePool, tmp_path: Path) -> None:
-    """stats.running counts a job a worker is running."""
+    """stats.running counts a job a worker is running, not one that waits behind it."""
     pool = make_pool(1)
     started, release = tmp_path / "started", tmp_path / "release"
     future = pool.submit(jobs.block_until_released, str(started), str(release))
     wait_for_path(started, timeout=30)
+    queued = pool.submit(jobs.square, 2)
     stats = pool.stats
-    assert (stats.submitted, stats.completed, stats.running) == (1, 0, 1)
+    assert (stats.submitted, stats.completed, stats.running) == (2, 0, 1)
     release.touch()
     future.result(timeout=30)
+    assert queued.result(timeout=30) == 4
     assert wait_for(lambda: pool.stats.running == 0, timeout=30)
 
 

@@ -172,7 +172,8 @@ class DaskBackend(BackendBase):
 
     def _running_jobs(self) -> int:
         with self._lock:
-            return sum(task.size for _, task in self._in_flight.values())
+            in_flight = self._in_flight.items()
+            return sum(task.size for key, (_, task) in in_flight if key in self._started)
 
     def _workers_alive(self) -> int:
         if self._closed.is_set():

@@ -29,6 +29,7 @@ from typing import Any
 from ..._context import IDLE
 from ..._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
 from ..._messages import STOP, FrameReader, Outbox, Outcome
+from ..._pickling import loads, rebuild_exception
 from ..._tasks import Task
 from . import worker as _worker
 from .shared import RING, Gate
@@ -160,7 +161,10 @@ class WorkerHandle:
 
     @property
     def has_room(self) -> bool:
-        return len(self.held) < RING
+        """Whether another task may be sent: no more than ``RING`` may wait to be read,
+        counting those taken back (a revoked task's frame is still in the pipe, and its
+        number must stay in the gate's ring until the worker skips it)."""
+        return self.tasks_sent - self.gate.claimed < RING
 
     # ---- tasks ---------------------------------------------------------------------
 
@@ -246,6 +250,28 @@ class WorkerHandle:
         """It said it exits (past ``max_worker_memory``): the tasks it did not claim never ran."""
         if self.life in (Life.STARTING, Life.SERVING):
             self.life = Life.RETIRING
+
+    def init_failed(self, payload: memoryview) -> None:
+        """Its init raised (an ``INIT_FAILED`` frame): the error its exit will count."""
+        cause = rebuild_exception(loads(payload))
+        error = InitError(
+            f"init failed in worker {self.slot} (pid {self.pid}): "
+            f"{type(cause).__name__}: {cause}. No job can run; fix init and create a new Pool.",
+            worker_id=self.slot,
+        )
+        error.__cause__ = cause
+        self.init_error = error
+
+    def init_failure(self, exitcode: int | None) -> InitError:
+        """Why it ended before its init finished."""
+        if self.init_error is not None:
+            return self.init_error
+        how, _ = self.describe_exit(exitcode)
+        return InitError(
+            f"worker {self.slot} (pid {self.pid}) {how} while running init; "
+            "no job can run. Fix init and create a new Pool.",
+            worker_id=self.slot,
+        )
 
     def kill_for(self, job: int) -> None:
         """``job`` overran its ``task_timeout``: SIGKILL the process (its exit settles the job)."""

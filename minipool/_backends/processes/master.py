@@ -6,7 +6,7 @@
     pickle a chunk (Task)
     Master.enqueue ─► _dispatch.pending ─┐
                    ─► _wakeup ───────────┤ one selector.select(next deadline) over:
-                                         │  _wakeup reader
+                                         │  _wakeup.reader
                                          │  worker.results_fd ◄─ results pipe ◄─ worker._serve,
                                          │  worker.sentinel   ◄─ process exit    its lifeline
                                          │  worker.jobs_fd ──► jobs pipe ──►     (Outcome, READY,
@@ -59,28 +59,26 @@ master finds them if the worker dies first (see ``log_spill``).
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import os
 import selectors
 import threading
 from functools import partial
 
 from ..._context import IDLE
-from ..._errors import InitError, PoolError
+from ..._errors import PoolError
 from ..._logging import LogRouter, worker_levels
 from ..._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING, Outcome, generation_of
 from ..._options import PoolOptions
-from ..._pickling import loads, rebuild_exception
 from ..._scheduling import TARGET_CHUNK_SECONDS
 from ..._tasks import Task
 from ..base import BackendBase
 from . import timeouts
 from .blame import judge
 from .dispatch import Dispatcher
-from .handle import Held, Life, WorkerHandle
+from .handle import Life, WorkerHandle
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
+from .wakeup import Wakeup
 from .worker import WorkerConfig
 
 # init failures in a row (across workers) before the pool gives up with
@@ -108,11 +106,8 @@ class Master(BackendBase):
         self._cancel_pending = False
         self._init_failures = 0  # in a row, across workers; reset by a successful init
         self._selector = selectors.DefaultSelector()
-        self._wakeup_reader, self._wakeup_writer = os.pipe()
-        os.set_blocking(self._wakeup_reader, False)
-        os.set_blocking(self._wakeup_writer, False)
-        self._wakeup_sent = False
-        self._selector.register(self._wakeup_reader, selectors.EVENT_READ, self._on_wakeup)
+        self._wakeup = Wakeup(self._lock)
+        self._selector.register(self._wakeup.reader, selectors.EVENT_READ, self._wakeup.drain)
         self._blocked_writers: set[int] = set()
         self._workers: list[WorkerHandle | None] = [None] * self.workers
         try:
@@ -131,13 +126,13 @@ class Master(BackendBase):
         with self._lock:
             self._admit(tasks)
             self._dispatch.pending.extend(tasks)
-            self._wake()
+            self._wakeup.wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closing = True
             self._cancel_pending = self._cancel_pending or cancel_pending
-            self._wake()
+            self._wakeup.wake()
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
@@ -173,16 +168,6 @@ class Master(BackendBase):
 
     def _workers_alive(self) -> int:
         return sum(worker is not None for worker in list(self._workers))
-
-    def _wake(self) -> None:
-        # Called with _lock held, which keeps the pipe open while we write and
-        # orders this against _on_wakeup. The byte goes first: a Ctrl-C between
-        # the two lines then costs a spare wakeup, not every later one.
-        if self._wakeup_sent or self._wakeup_writer < 0:
-            return
-        with contextlib.suppress(BlockingIOError):  # full of wakeups already
-            os.write(self._wakeup_writer, b"\0")
-        self._wakeup_sent = True
 
     # ---- the master thread ---------------------------------------------------------
 
@@ -226,12 +211,9 @@ class Master(BackendBase):
         for worker in self._workers:
             if worker is not None and worker.life is not Life.KILLED:
                 for held in worker.take_back() or ():
-                    self._cancel_held(held, reason)
-
-    def _cancel_held(self, held: Held, reason: str) -> None:
-        held.task.receiver.unplace(held)
-        rest = held.rest()
-        rest.receiver.cancel(rest.offset, rest.size, reason)
+                    held.task.receiver.unplace(held)
+                    rest = held.rest()
+                    rest.receiver.cancel(rest.offset, rest.size, reason)
 
     def _retire_all(self) -> None:
         for worker in self._workers:
@@ -259,15 +241,6 @@ class Master(BackendBase):
 
     # ---- events --------------------------------------------------------------------
 
-    def _on_wakeup(self) -> None:
-        # Under the lock, so no caller sets the flag between the drain and the
-        # clear; whatever callers queued before, _advance() picks up next.
-        with self._lock:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self._wakeup_reader, 4096):
-                    pass
-            self._wakeup_sent = False
-
     def _on_results(self, worker: WorkerHandle) -> None:
         if self._workers[worker.slot] is not worker:
             return  # an event from before the worker's exit was handled
@@ -278,7 +251,7 @@ class Master(BackendBase):
                 worker.ready()
                 self._init_failures = 0
             elif kind == INIT_FAILED:
-                self._on_init_failed(worker, payload)
+                worker.init_failed(payload)  # counted when it exits, as it does next
             elif kind == LOGS:
                 worker.log_generation = generation_of(payload)
                 self._logs.deliver(worker.slot, worker.pid, payload)
@@ -300,29 +273,11 @@ class Master(BackendBase):
             rest = held.rest()
             rest.receiver.cancel(rest.offset, rest.size, STOPPED)
 
-    def _on_init_failed(self, worker: WorkerHandle, payload: memoryview) -> None:
-        cause = rebuild_exception(loads(payload))
-        error = InitError(
-            f"init failed in worker {worker.slot} (pid {worker.pid}): "
-            f"{type(cause).__name__}: {cause}. No job can run; fix init and create a new Pool.",
-            worker_id=worker.slot,
-        )
-        error.__cause__ = cause
-        worker.init_error = error  # counted when the worker exits, as it does next
-
     def _count_init_failure(self, worker: WorkerHandle, exitcode: int | None) -> None:
         """A worker ended before its init finished: try again, a few times only."""
-        error = worker.init_error
-        if error is None:
-            how, _ = worker.describe_exit(exitcode)
-            error = InitError(
-                f"worker {worker.slot} (pid {worker.pid}) {how} while running init; "
-                "no job can run. Fix init and create a new Pool.",
-                worker_id=worker.slot,
-            )
         self._init_failures += 1
         if self._init_failures >= INIT_ATTEMPTS:
-            self._break(error)
+            self._break(worker.init_failure(exitcode))
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         self._on_results(worker)  # what it wrote before it died still counts
@@ -425,7 +380,7 @@ class Master(BackendBase):
         )
 
     def _master_fds(self) -> tuple[int, ...]:
-        fds = [self._wakeup_reader, self._wakeup_writer]
+        fds = list(self._wakeup.fds())
         if hasattr(self._selector, "fileno"):
             fds.append(self._selector.fileno())
         for worker in self._workers:
@@ -434,8 +389,5 @@ class Master(BackendBase):
         return tuple(fds)
 
     def _close(self) -> None:
-        with self._lock:
-            os.close(self._wakeup_writer)
-            self._wakeup_writer = -1
-        os.close(self._wakeup_reader)
+        self._wakeup.close()
         self._selector.close()
