@@ -17,7 +17,7 @@ from operator import length_hint
 from typing import Any, Protocol
 
 # What a worker's running-job cell holds (besides the id of the job in hand):
-# IDLE between tasks; CHUNK_WIDE while it works on a task as a whole, with no
+# IDLE between jobs; CHUNK_WIDE while it works on a task as a whole, with no
 # one job of it to name (see _backends.processes.shared).
 IDLE = -1
 CHUNK_WIDE = -2

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from . import _context
 from ._context import CHUNK_WIDE, IDLE, RUNNING_CELL
-from ._messages import ADAPTIVE, UNTRACKED, Chunk, ErrorInfo, Outcome
+from ._messages import ADAPTIVE, UNTRACKED, Buffer, Chunk, ErrorInfo, Outcome
 from ._pickling import FunctionCache, dumps_value, error_info, loads
 from ._scheduling import UNTRACKED_BELOW_SECONDS
 
@@ -68,7 +68,7 @@ class Results:
         self.task = task
         self.first_job_id = first_job_id
         self.size = size
-        self._blobs: list[bytes] = []  # one pickled value per tracked job done (b"": failed)
+        self._blobs: list[Buffer] = []  # one pickled value per tracked job done (b"": failed)
         self._errors: dict[int, ErrorInfo] = {}  # by position in the task
         self._batch: tuple[int, bytes] | None = None  # untracked jobs: how many, their values
         self._sent = 0  # jobs handed out already
@@ -102,9 +102,9 @@ class Results:
         self._errors = dict.fromkeys(range(self.size), info)
         self._blobs = [b""] * self.size
 
-    def take(self, final: bool) -> list[bytes]:
-        """The pickled ``Outcome``s of what was done since the last take (none, one, or a
-        tracked run and then an untracked one); a ``final`` take ends with a final one."""
+    def take(self, final: bool) -> list[Outcome]:
+        """The ``Outcome``s of what was done since the last take (none, one, or a tracked
+        run and then an untracked one); a ``final`` take ends with a final one."""
         outcomes = []
         batch, self._batch = self._batch, None
         if self.unsent:
@@ -116,12 +116,13 @@ class Results:
             outcomes.append(self._outcome(0, [], True))
         return outcomes
 
-    def _outcome(self, size: int, values: bytes | list[bytes], final: bool) -> bytes:
+    def _outcome(self, size: int, values: Buffer | list[Buffer], final: bool) -> Outcome:
         start, now = self._sent, perf_counter()
-        errors = {p - start: e for p, e in self._errors.items() if start <= p < start + size}
+        # list(): one C call, so that the job's thread cannot add an error meanwhile.
+        errors = {p - start: e for p, e in list(self._errors.items()) if start <= p < start + size}
         seconds = now - self._sent_at
         self._sent, self._sent_at = start + size, now
-        return Outcome(self.task, start, size, values, errors or None, seconds, final).encode()
+        return Outcome(self.task, start, size, values, errors or None, seconds, final)
 
 
 class Progress(Protocol):
@@ -232,6 +233,7 @@ def _run_tracked(
             results.add_error(error_info(error))
         else:
             _add_value(results, value, job)
+        jobs[RUNNING_CELL] = IDLE  # its outcome is ready: a death now is not its doing
         progress.job_done(results)
         job += 1
     return None
@@ -302,7 +304,7 @@ class LastOutcome:
     """A ``Progress`` that takes every outcome at the end (the Dask backend's)."""
 
     def __init__(self) -> None:
-        self.outcomes: list[bytes] = []
+        self.outcomes: list[Outcome] = []
 
     def began(self, results: Results) -> None:
         pass

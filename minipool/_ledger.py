@@ -108,7 +108,7 @@ def _decode(task: Task, outcome: Outcome) -> tuple[list[Any], dict[int, BaseExce
     errors: dict[int, BaseException] = {}
     if outcome.errors:
         errors = {position: rebuild_exception(info) for position, info in outcome.errors.items()}
-    if isinstance(outcome.values, bytes):  # one pickle of every value
+    if isinstance(outcome.values, (bytes, memoryview)):  # one pickle of every value
         try:
             values: list[Any] = loads(outcome.values)
         except BaseException as error:

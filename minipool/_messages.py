@@ -97,6 +97,11 @@ class ErrorInfo:
         return (ErrorInfo, (self.type_name, self.message, self.traceback, self.exception))
 
 
+Buffer = bytes | memoryview
+# The length of an OUTCOME frame's envelope (see Outcome.encode).
+_ENVELOPE_SIZE = struct.Struct("<I")
+
+
 class Outcome(NamedTuple):
     """The outcomes of ``size`` consecutive jobs of one task, from its job ``offset`` on.
 
@@ -111,25 +116,60 @@ class Outcome(NamedTuple):
     there is no such count). The ``final`` outcome of a task is its last: any
     of its jobs after it never started (the pool was stopped).
 
-    A ``NamedTuple``, not a frozen dataclass like the other messages, and sent
-    as a plain tuple (``encode``/``decode``): there is one per task, and a
-    frozen dataclass costs 2 us to unpickle in the master against 0.4 us.
+    A ``NamedTuple``, not a frozen dataclass like the other messages: there is
+    one per task, and a frozen dataclass costs 2 us to unpickle in the master
+    against 0.4 us for a tuple.
     """
 
     task: int
     offset: int
     size: int
-    values: bytes | list[bytes]
+    values: Buffer | list[Buffer]
     errors: dict[int, ErrorInfo] | None
     seconds: float
     final: bool
 
-    def encode(self) -> bytes:
-        return pickle.dumps(tuple(self), protocol=pickle.HIGHEST_PROTOCOL)
+    def encode(self) -> list[Buffer]:
+        """The ``OUTCOME`` frame's payload, as buffers to write one after the other.
+
+        An envelope (the fields, with the values' lengths in place of the
+        values) and then the value pickles as they are: nested in the envelope's
+        pickle, a result of megabytes would be copied twice more on each side.
+        """
+        values = self.values
+        lengths: int | list[int]
+        if isinstance(values, (bytes, memoryview)):
+            lengths, blobs = len(values), [values]
+        else:
+            lengths, blobs = [len(value) for value in values], values
+        fields = (self.task, self.offset, self.size, lengths, self.errors, self.seconds, self.final)
+        envelope = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+        return [_ENVELOPE_SIZE.pack(len(envelope)), envelope, *blobs]
 
     @classmethod
-    def decode(cls, payload: bytes | memoryview) -> Outcome:
-        return tuple.__new__(cls, pickle.loads(payload))
+    def decode(cls, payload: Buffer) -> Outcome:
+        """The outcome ``encode`` made; its values are views into ``payload``, not copies."""
+        view = memoryview(payload)
+        start = _ENVELOPE_SIZE.size
+        end = start + _ENVELOPE_SIZE.unpack_from(view)[0]
+        task, offset, size, lengths, errors, seconds, final = pickle.loads(view[start:end])
+        values: Buffer | list[Buffer]
+        if isinstance(lengths, int):
+            values = view[end : end + lengths]
+        else:
+            values = []
+            for length in lengths:
+                values.append(view[end : end + length])
+                end += length
+        return tuple.__new__(cls, (task, offset, size, values, errors, seconds, final))
+
+    @property
+    def nbytes(self) -> int:
+        """How big its value pickles are (for sizing later chunks)."""
+        values = self.values
+        if isinstance(values, (bytes, memoryview)):
+            return len(values)
+        return sum(len(value) for value in values)
 
 
 def chunk_header(first_job_id: int, size: int, timed: bool, payload_size: int) -> bytes:
@@ -212,6 +252,12 @@ class Outbox:
 
     def add(self, kind: int, payload: bytes = b"") -> None:
         self.add_frame(HEADER.pack(len(payload), kind), payload)
+
+    def add_parts(self, kind: int, parts: list[bytes | memoryview]) -> None:
+        """One frame whose payload is ``parts`` one after the other (never joined)."""
+        if not self._buffers:
+            self.since = perf_counter()
+        self._buffers += (HEADER.pack(sum(len(part) for part in parts), kind), *parts)
 
     def add_frame(self, header: bytes, payload: bytes) -> None:
         if not self._buffers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +41,10 @@ def check_options(
     log_sink: Callable[[dict[str, Any]], object] | None,
     log_level: int | str | None,
     cluster: Any,
-    cpu_count: Callable[[], int],
 ) -> PoolOptions:
     """``Pool``'s arguments as ``PoolOptions``; a bad one raises an error that names it."""
     if workers is not None or cluster is None or cluster == "local":
-        workers = cpu_count() if workers is None else workers
+        workers = _cpu_count() if workers is None else workers
         check_positive("workers", workers, "for one per CPU")
     if max_tasks_per_worker is not None:
         check_positive("max_tasks_per_worker", max_tasks_per_worker, "to never recycle")
@@ -85,6 +85,13 @@ def _pickle_init(init: Any, init_args: Any) -> bytes | None:
         raise TypeError(
             f"cannot send init {name_of(init)} and init_args to the workers: {error}"
         ) from error
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def name_of(fn: Any) -> str:

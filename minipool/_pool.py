@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -84,7 +83,6 @@ class Pool(Executor):
             log_sink=log_sink,
             log_level=log_level,
             cluster=cluster,
-            cpu_count=_cpu_count,
         )
         self._backend = start_backend(options)
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
@@ -193,10 +191,3 @@ class Pool(Executor):
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters."""
         return self._backend.stats()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

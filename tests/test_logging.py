@@ -24,7 +24,7 @@ import minipool
 from minipool._backends.processes.log_spill import SPILL_BYTES
 from minipool._context import IDLE, WorkerContext
 from minipool._execute import LastOutcome, Results, run_chunk
-from minipool._messages import UNTRACKED, Chunk, Outcome
+from minipool._messages import UNTRACKED, Chunk
 
 Events = list[dict[str, Any]]
 TIMEOUT = 30.0
@@ -115,8 +115,7 @@ def test_an_untracked_chunk_knows_which_job_runs() -> None:
     results = Results(1, 100, 5)
     run_chunk(chunk, job, context, results, LastOutcome())
     assert seen == [100, 101, 102, 103, 104]
-    [payload] = results.take(final=True)
-    outcome = Outcome.decode(payload)
+    [outcome] = results.take(final=True)
     assert isinstance(outcome.values, bytes)
     assert pickle.loads(outcome.values) == [0, 1, None, 3, 4]
     assert list(outcome.errors) == [2]

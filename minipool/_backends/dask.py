@@ -49,7 +49,6 @@ from distributed.scheduler import KilledWorker
 
 from .._errors import InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
-from .._messages import Outcome
 from .._options import PoolOptions
 from .._tasks import Task
 from .base import BackendBase
@@ -267,9 +266,8 @@ class DaskBackend(BackendBase):
             self._restart(address)
         self._logs.deliver(worker, pid, logs)
         done = 0
-        for payload in outcomes:
-            outcome = Outcome.decode(payload)
-            self._ledger.settle(task, outcome, len(payload))
+        for outcome in outcomes:
+            self._ledger.settle(task, outcome, outcome.nbytes)
             done += outcome.size
         if done < task.size:  # stop() ended the chunk between two jobs
             task.receiver.cancel(task.offset + done, task.size - done, STOPPED)

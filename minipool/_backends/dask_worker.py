@@ -43,8 +43,8 @@ from .._messages import ErrorInfo, Outcome, encode_event, pack_events
 from .._pickling import PROTOCOL, FunctionCache, dumps, error_info
 
 # What run_task returns: the worker's name, address and pid, a LOGS payload, the
-# pickled Outcomes, and whether the job overran task_timeout (its worker must go).
-TaskResult = tuple[Any, str, int, bytes, list[bytes], bool]
+# Outcomes, and whether the job overran task_timeout (its worker must go).
+TaskResult = tuple[Any, str, int, bytes, list[Outcome], bool]
 
 
 @dataclass
@@ -149,7 +149,7 @@ def run_task(
 
 
 # The final outcome of a task whose jobs did not run.
-_NOTHING_RAN = Outcome(0, 0, 0, [], None, 0.0, True).encode()
+_NOTHING_RAN = Outcome(0, 0, 0, [], None, 0.0, True)
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class _JobCells:
         return self._setup.stopped
 
 
-def _execute(chunk: _ChunkCall, setup: PoolSetup, events: list[bytes]) -> list[bytes]:
+def _execute(chunk: _ChunkCall, setup: PoolSetup, events: list[bytes]) -> list[Outcome]:
     cells = _JobCells(setup)
     context = _context.WorkerContext(0, cells, cells, setup.state, _logger)
     outcome = LastOutcome()
@@ -187,13 +187,13 @@ def _execute(chunk: _ChunkCall, setup: PoolSetup, events: list[bytes]) -> list[b
 
 def _execute_timed(
     chunk: _ChunkCall, setup: PoolSetup, events: list[bytes], timeout: float, worker: Any
-) -> tuple[list[bytes], bool]:
+) -> tuple[list[Outcome], bool]:
     """Run the chunk (of one job: the backend sends timed jobs alone) in a thread of its own.
 
     A thread cannot be stopped, so a job that overruns is left running and
     reported as ``TaskTimeout``; the caller then restarts this worker.
     """
-    done: list[list[bytes]] = []
+    done: list[list[Outcome]] = []
     thread = threading.Thread(
         target=lambda: done.append(_execute(chunk, setup, events)),
         name="minipool-timed-job",
@@ -213,7 +213,7 @@ def _execute_timed(
     return _failed(chunk, error_info(error)), True
 
 
-def _init_failed(chunk: _ChunkCall, worker: Any, setup: PoolSetup | None) -> list[bytes]:
+def _init_failed(chunk: _ChunkCall, worker: Any, setup: PoolSetup | None) -> list[Outcome]:
     if setup is None or setup.init_error is None:
         message, traceback = (
             f"the pool's init has not run on Dask worker {worker!r}: its plugin is not "
@@ -231,11 +231,11 @@ def _init_failed(chunk: _ChunkCall, worker: Any, setup: PoolSetup | None) -> lis
     return _failed(chunk, ErrorInfo("InitError", message, traceback, dumps(error, PROTOCOL)))
 
 
-def _failed(chunk: _ChunkCall, info: ErrorInfo) -> list[bytes]:
+def _failed(chunk: _ChunkCall, info: ErrorInfo) -> list[Outcome]:
     """The outcome of a chunk whose every job failed with ``info``."""
     size = chunk.size
     errors = dict.fromkeys(range(size), info)
-    return [Outcome(0, 0, size, [b""] * size, errors, 0.0, True).encode()]
+    return [Outcome(0, 0, size, [b""] * size, errors, 0.0, True)]
 
 
 # ---- logging ---------------------------------------------------------------------------

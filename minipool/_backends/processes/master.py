@@ -267,17 +267,11 @@ class Master(BackendBase):
         if outcome.final:  # first: a finished job's future must not look running
             task.receiver.unplace(held)
         if outcome.size:
-            self._ledger.settle(task, outcome, len(payload))
+            self._ledger.settle(task, outcome, outcome.nbytes)
             self._dispatch.timer.observe(outcome.size, outcome.seconds)
         if outcome.final and held.done < task.size:  # stop() ended its chunk early
             rest = held.rest()
             rest.receiver.cancel(rest.offset, rest.size, STOPPED)
-
-    def _count_init_failure(self, worker: WorkerHandle, exitcode: int | None) -> None:
-        """A worker ended before its init finished: try again, a few times only."""
-        self._init_failures += 1
-        if self._init_failures >= INIT_ATTEMPTS:
-            self._break(worker.init_failure(exitcode))
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         self._on_results(worker)  # what it wrote before it died still counts
@@ -292,14 +286,15 @@ class Master(BackendBase):
         exitcode = worker.reap()
         self._workers[worker.slot] = None
         if worker.life is Life.STARTING and self._broken is None:
-            self._count_init_failure(worker, exitcode)
+            # It ended before its init finished: try again, a few times only.
+            self._init_failures += 1
+            if self._init_failures >= INIT_ATTEMPTS:
+                self._break(worker.init_failure(exitcode))
         self._settle_held(worker, exitcode)
-        if self._broken is None and not self._shared.stop_requested and self._has_work():
+        has_work = not self._closing or self._work_left()
+        if self._broken is None and not self._shared.stop_requested and has_work:
             self._spawn(worker.slot)
             self._restarts += 1
-
-    def _has_work(self) -> bool:
-        return not self._closing or self._work_left()
 
     def _settle_held(self, worker: WorkerHandle, exitcode: int | None) -> None:
         """Give each job the dead worker held its outcome, or send it back to the queue."""

@@ -89,12 +89,14 @@ class Sender:
         with self._lock:
             self._results = None
             for outcome in results.take(final=True):
-                self._outbox.add(OUTCOME, outcome)
+                self._outbox.add_parts(OUTCOME, outcome.encode())
 
     def _arm_if_holding(self) -> None:
         """A job is about to run: if outcomes wait, have the lifeline watch them."""
-        if self._armed:
-            return  # only the lifeline disarms, and only once nothing is held
+        if self._armed or not self._holding():
+            # Read without the lock: only this thread adds outcomes, and only
+            # the lifeline disarms, once nothing is held.
+            return
         with self._lock:
             if self._holding():
                 self._armed = True
@@ -122,7 +124,7 @@ class Sender:
         results = self._results
         if results is not None:
             for outcome in results.take(final=False):
-                self._outbox.add(OUTCOME, outcome)
+                self._outbox.add_parts(OUTCOME, outcome.encode())
         self._flush_locked()
 
     # ---- logs, from any thread -----------------------------------------------------

@@ -26,21 +26,22 @@ A worker killed while it holds the lock (for the microseconds of a claim)
 leaves it taken: that lock dies with that worker, because a replacement gets a
 gate of its own, and the master only ever waits for it with a deadline.
 
-Besides the lock, a gate holds cells with one writer each:
+Besides the lock, a gate holds these cells:
 
 - ``claimed``: the worker's count of the last task it claimed (tasks are
   numbered 1, 2, ... in the order the master sent them, on both sides).
 - ``running``: the id of the job in hand, from before its arguments are
   unpickled (when the task holds only that job) until its result is pickled;
-  ``IDLE`` between tasks; ``CHUNK_WIDE`` while the worker works on a claimed
+  ``IDLE`` between jobs; ``CHUNK_WIDE`` while the worker works on a claimed
   task as a whole (unpickling several jobs' arguments, running an untracked
   chunk, pickling its results). The master reads it when the worker dies, to
   blame the job that was provably running (see ``blame``), and to time jobs.
 - ``started``: for a task with a ``task_timeout``, the ``time.monotonic()``
   (system-wide) at which the job in ``running`` began; written before
   ``running``, so a master that sees a job's id sees its start.
-- ``revoked``: a ring of task numbers the master took back; the slot of task
-  ``n`` is ``n % RING``, so no more than ``RING`` tasks may wait at a worker.
+- ``revoked``: a ring of the task numbers taken back, written under the lock
+  by whoever revokes; the slot of task ``n`` is ``n % RING``, so no more than
+  ``RING`` tasks may wait at a worker to be read (see ``handle.has_room``).
 """
 
 from __future__ import annotations
