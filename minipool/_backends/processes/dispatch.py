@@ -57,7 +57,7 @@ class Dispatcher:
                 return
             task = pending[0]
             busy = len(worker.held) >= MIN_TASKS_IN_FLIGHT
-            if busy and (worker.jobs_in_flight + task.size > cap or not worker.has_room):
+            if busy and worker.jobs_in_flight + task.size > cap:
                 return
             pending.popleft()
             self._send(worker, task)

@@ -152,7 +152,8 @@ class WorkerHandle:
 
     @property
     def takes_tasks(self) -> bool:
-        return self.life in (Life.STARTING, Life.SERVING) and not (self.stalled and self.held)
+        serving = self.life in (Life.STARTING, Life.SERVING)
+        return serving and not (self.stalled and self.held) and self.has_room
 
     @property
     def busy_elsewhere(self) -> bool:
