@@ -158,7 +158,7 @@ def execute(
     results = Results(task, first_job_id, size)
     progress.began(results)
     try:
-        chunk: Chunk = loads(payload)
+        chunk = Chunk.decode(payload)
         fn = functions.load(chunk.fn)
     except BaseException as error:
         results.fail_all(_unreadable_chunk(error))

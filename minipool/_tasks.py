@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._messages import TRACKED, Chunk, chunk_header
-from ._pickling import PROTOCOL, dumps
 
 T = TypeVar("T")
 
@@ -323,8 +322,7 @@ class Task:
     def frame(self) -> tuple[bytes, bytes]:
         """The ``CHUNK`` frame's header (with its prefix) and the pickled chunk."""
         if self._frame is None:
-            chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking)
-            payload = dumps(chunk, protocol=PROTOCOL)
+            payload = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking).encode()
             header = chunk_header(
                 self.first_job_id, self.size, self.timeout is not None, len(payload)
             )
