@@ -106,13 +106,17 @@ class JobFuture(Future[T]):
     # ---- the backend's side --------------------------------------------------------
 
     def place(self, placement: Placement | None) -> bool:
-        """The job is sent to a worker, to wait at ``placement``; False if it was cancelled."""
+        """The job is sent to a worker, to wait at ``placement``; False if it was cancelled.
+
+        Under the lock ``cancel()`` holds: without it, a cancel could find no
+        placement yet while this found the job still pending, and the job would
+        run although cancelled.
+        """
         with self._condition:
-            if self._state == futures_states.PENDING:
-                self._placement = placement
-                return True
-        self._notify_cancelled()
-        return False
+            if self._state != futures_states.PENDING:
+                return False
+            self._placement = placement
+            return True
 
     def unplace(self) -> None:
         """The job was taken back from its worker: it waits in the pool's queue."""

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from ..._context import IDLE
+from ..._context import CLAIMED_CELL, IDLE
 from ..._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
 from ..._messages import STOP, FrameReader, Outbox, Outcome
 from ..._pickling import loads, rebuild_exception
@@ -83,7 +83,9 @@ class Held:
 
 class WorkerHandle:
     __slots__ = (
+        "_claims",
         "_connections",
+        "accepting",
         "gate",
         "held",
         "init_error",
@@ -135,6 +137,8 @@ class WorkerHandle:
         self.outbox = Outbox(self.jobs_fd)
         self.reader = FrameReader()
         self.life = Life.STARTING
+        self.accepting = True  # STARTING or SERVING: is sent tasks (read once per dispatch)
+        self._claims = self.gate.jobs
         self.held: deque[Held] = deque()  # in the order sent, which is the order it runs them
         self.jobs_in_flight = 0  # jobs held without an outcome
         self.timed_tasks = 0  # how many of the tasks it holds have a task_timeout
@@ -152,8 +156,7 @@ class WorkerHandle:
 
     @property
     def takes_tasks(self) -> bool:
-        serving = self.life in (Life.STARTING, Life.SERVING)
-        return serving and not (self.stalled and self.held) and self.has_room
+        return self.accepting and not (self.stalled and self.held) and self.has_room
 
     @property
     def busy_elsewhere(self) -> bool:
@@ -165,7 +168,7 @@ class WorkerHandle:
         """Whether another task may be sent: no more than ``RING`` may wait to be read,
         counting those taken back (a revoked task's frame is still in the pipe, and its
         number must stay in the gate's ring until the worker skips it)."""
-        return self.tasks_sent - self.gate.claimed < RING
+        return self.tasks_sent - self._claims[CLAIMED_CELL] < RING
 
     # ---- tasks ---------------------------------------------------------------------
 
@@ -243,14 +246,14 @@ class WorkerHandle:
 
     def retire(self) -> None:
         """Ask the worker to exit once it has run what it claims."""
-        if self.life in (Life.STARTING, Life.SERVING):
-            self.life = Life.RETIRING
+        if self.accepting:
+            self.life, self.accepting = Life.RETIRING, False
             self.outbox.add(STOP)
 
     def leaving(self) -> None:
         """It said it exits (past ``max_worker_memory``): the tasks it did not claim never ran."""
-        if self.life in (Life.STARTING, Life.SERVING):
-            self.life = Life.RETIRING
+        if self.accepting:
+            self.life, self.accepting = Life.RETIRING, False
 
     def init_failed(self, payload: memoryview) -> None:
         """Its init raised (an ``INIT_FAILED`` frame): the error its exit will count."""
@@ -276,7 +279,7 @@ class WorkerHandle:
 
     def kill_for(self, job: int) -> None:
         """``job`` overran its ``task_timeout``: SIGKILL the process (its exit settles the job)."""
-        self.life = Life.KILLED
+        self.life, self.accepting = Life.KILLED, False
         self.killed_for = job
         self.process.kill()
 
