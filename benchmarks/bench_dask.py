@@ -19,8 +19,8 @@ measured is what minipool adds on top of Dask:
 
 The reference is the Dask row; the target is minipool at most 1.2x it. Each
 engine is warmed once, with ``4 * workers`` jobs, before the first round; the
-engines alternate within each round, in an order that rotates from round to
-round, and tables give the median over the rounds. The task functions live
+engines alternate within each round, in an order shuffled anew each round
+(seeded), and tables give the median over the rounds. The task functions live
 in ``tasks.py``, which Dask's workers import by reference as minipool's do
 (spawned workers inherit this script's ``sys.path``). Exit status 1 when a
 sample failed (an engine error, a wrong result); targets do not change it.
@@ -47,7 +47,7 @@ import distributed  # noqa: E402 -- likewise
 import report  # noqa: E402 -- importable once this file's directory is on sys.path
 import tasks  # noqa: E402 -- likewise
 from bench_engine import calibrated_iterations  # noqa: E402 -- likewise
-from engines import rotated  # noqa: E402 -- likewise
+from engines import round_order  # noqa: E402 -- likewise
 from report import LOWER, Metric, Row, Target  # noqa: E402 -- likewise
 
 import minipool  # noqa: E402 -- likewise
@@ -105,9 +105,9 @@ def warm_up(engines: Engines) -> None:
 
 
 def run_rounds(engines: Engines, rounds: int, cases: list[Case]) -> None:
-    """Each round, every case in turn, in an order that rotates from round to round."""
+    """Each round, every case in turn, in an order shuffled anew each round (seeded)."""
     for round_index in range(rounds):
-        for case in rotated(round_index, tuple(cases)):
+        for case in round_order(round_index, tuple(cases)):
             faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
             try:
                 case.row.samples.append(case.run(engines))
@@ -254,7 +254,7 @@ def print_header(facts: dict[str, Any]) -> None:
         f"  one LocalCluster: {facts['workers'][0]} worker processes x 1 thread "
         f"(started with {facts['start_method']}), {facts['cluster_config']}"
     )
-    print(f"  rounds {facts['rounds']}, engine order rotating each round; scale {facts['scale']}")
+    print(f"  rounds {facts['rounds']}, engine order shuffled each round; scale {facts['scale']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ The peers are multiprocessing.Pool, ProcessPoolExecutor and, from the
 engine runs in this process (``lazy_memory``: in fresh child processes of it)
 with the same worker count and, where it allows one, the same start method.
 Each sample gets a fresh pool; the samples take turns within each round, in an
-order that rotates from round to round, so that a noisy neighbour slows all of
+order shuffled anew each round (the same way in every run), so that a noisy neighbour slows all of
 them alike. Each table gives the median, min and max over the rounds and the
 median's ratio to the row its target names. See benchmarks/README.md for what
 each workload measures; ``run_all.py`` runs this with the other benchmarks.
@@ -111,9 +111,9 @@ def watchdog() -> Iterator[None]:
 
 
 def run_rounds(config: Config, cases: list[Case]) -> None:
-    """Each round, every case in turn, in an order that rotates from round to round."""
+    """Each round, every case in turn, in an order shuffled anew each round (seeded)."""
     for round_index in range(config.rounds):
-        for case in engines.rotated(round_index, tuple(cases)):
+        for case in engines.round_order(round_index, tuple(cases)):
             run_case(config, case)
 
 
@@ -269,7 +269,7 @@ def startup(config: Config) -> list[Metric]:
         for engine in timed
     }
     for repeat in range(config.rounds * config.count(STARTUP_REPEATS)):
-        for engine in engines.rotated(repeat, timed):
+        for engine in engines.round_order(repeat, timed):
             try:
                 with watchdog():
                     rows[engine].samples.append(startup_seconds(config, engine))
@@ -370,7 +370,7 @@ def lazy_specs(config: Config) -> tuple[list[LazySpec], LazySpec]:
 def lazy_memory(config: Config) -> list[Metric]:
     every_round, once = lazy_specs(config)
     schedule = [
-        spec for r in range(config.rounds) for spec in engines.rotated(r, tuple(every_round))
+        spec for r in range(config.rounds) for spec in engines.round_order(r, tuple(every_round))
     ]
     schedule.insert(len(every_round), once)  # after the first round
     specs = [*every_round[:-1], once, every_round[-1]]

@@ -16,7 +16,7 @@ each worker, and a ``QueueListener`` in the caller. minipool needs no setup:
   ``log_sink`` counts the event dicts.
 
 A sample in which a record is missing is an error, not a figure. Engines take
-turns within each round, in an order that rotates from round to round.
+turns within each round, in an order shuffled anew each round (seeded).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 
 import report  # noqa: E402 -- importable once this file's directory is on sys.path
 import tasks  # noqa: E402 -- likewise
+from engines import round_order  # noqa: E402 -- likewise
 from report import HIGHER, Metric, Row, Target  # noqa: E402 -- likewise
 
 import minipool  # noqa: E402 -- after the path set-up, with the rest
@@ -158,10 +159,8 @@ ENGINES: dict[str, Callable[[int, int, str], float]] = {
 
 def measure(args: argparse.Namespace) -> Metric:
     rows = {label: Row(label, label.split(",")[0]) for label in ENGINES}
-    labels = list(ENGINES)
     for round_index in range(args.rounds):
-        shift = round_index % len(labels)
-        for label in labels[shift:] + labels[:shift]:
+        for label in round_order(round_index, tuple(ENGINES)):
             try:
                 rows[label].samples.append(
                     ENGINES[label](args.jobs, args.workers, args.start_method)

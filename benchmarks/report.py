@@ -308,7 +308,7 @@ def print_header(facts: dict[str, Any]) -> None:
     print(f"  minipool {facts['minipool']}")
     print(
         f"  start method {facts['start_method']} for all engines; workers {workers}; "
-        f"rounds {facts['rounds']}, engine order rotating each round"
+        f"rounds {facts['rounds']}, engine order shuffled each round"
     )
     print("  engines: " + ", ".join(f"{key} = {name}" for key, name in NAMES.items()))
     if facts.get("baseline"):

@@ -110,9 +110,12 @@ class Dispatcher:
 def _least_loaded(workers: Sequence[WorkerHandle | None]) -> WorkerHandle | None:
     best = None
     for worker in workers:
-        if worker is None or not worker.takes_tasks:
+        # Once per task dispatched: the cheap tests first, takes_tasks last.
+        if worker is None or not worker.accepting:
             continue
-        if best is None or worker.jobs_in_flight < best.jobs_in_flight:
+        if best is not None and worker.jobs_in_flight >= best.jobs_in_flight:
+            continue
+        if worker.takes_tasks:
             best = worker
     return best
 
