@@ -511,32 +511,46 @@ def cpu_bound(config: Config) -> list[Metric]:
     ]
 
 
+def makespan_metric(
+    config: Config,
+    name: str,
+    title: str,
+    make: Callable[[str], Case],
+    target: Target,
+    notes: list[str],
+) -> Metric:
+    """``make``'s case for every engine, run in rounds, as a makespan-over-ideal metric
+    whose reference is the best peer."""
+    cases = [make(engine) for engine in engines.everyone()]
+    run_rounds(config, cases)
+    rows = [case.row for case in cases]
+    peers = tuple(row.label for row in rows if engines.is_peer(row.engine))
+    return Metric(
+        name,
+        f"{title}; makespan / ideal (the work / workers)",
+        "x ideal",
+        LOWER,
+        rows,
+        peers,
+        [target],
+        notes,
+    )
+
+
 def skewed(config: Config) -> list[Metric]:
     long, short = (calibrated_iterations(seconds) for seconds in SKEWED_SECONDS)
     longs, shorts = config.count(SKEWED_LONG_JOBS), config.count(SKEWED_SHORT_JOBS)
     items = [long] * longs + [short] * shorts
     work = longs * SKEWED_SECONDS[0] + shorts * SKEWED_SECONDS[1]
     ideal = work / config.workers
+    title = (
+        f"{longs} jobs of {SKEWED_SECONDS[0] * 1e3:.0f} ms, then "
+        f"{shorts} of {SKEWED_SECONDS[1] * 1e3:.0f} ms"
+    )
+    target = Target(f"{MINIPOOL}: default map", "<=", 1.05, relative=False)
+    notes = peer_notes("reference: the best peer; multiprocessing.Pool maps with imap(chunksize=1)")
     make = timed_work(items, lambda seconds: seconds / ideal)
-    cases = [make(engine) for engine in engines.everyone()]
-    run_rounds(config, cases)
-    rows = [case.row for case in cases]
-    return [
-        Metric(
-            "skewed",
-            f"{longs} jobs of {SKEWED_SECONDS[0] * 1e3:.0f} ms, then "
-            f"{shorts} of {SKEWED_SECONDS[1] * 1e3:.0f} ms; makespan / ideal "
-            "(the work / workers)",
-            "x ideal",
-            LOWER,
-            rows,
-            tuple(row.label for row in rows if engines.is_peer(row.engine)),
-            [Target(f"{MINIPOOL}: default map", "<=", 1.05, relative=False)],
-            peer_notes(
-                "reference: the best peer; multiprocessing.Pool maps with imap(chunksize=1)"
-            ),
-        )
-    ]
+    return [makespan_metric(config, "skewed", title, make, target, notes)]
 
 
 def mixed_layout(config: Config) -> tuple[int, int, int]:
@@ -583,29 +597,19 @@ def mixed(config: Config) -> list[Metric]:
     jobs, longs, stride = mixed_layout(config)
     items = [long if i % stride == 0 and i < longs * stride else short for i in range(jobs)]
     ideal = (longs * MIXED_SECONDS[0] + (jobs - longs) * MIXED_SECONDS[1]) / config.workers
+    title = (
+        f"{jobs:,} jobs submitted up front, then every result awaited: {longs} of "
+        f"{MIXED_SECONDS[0] * 1e3:.0f} ms (one in {stride}: jobs 0, {stride}, ...) among "
+        f"{jobs - longs:,} of {MIXED_SECONDS[1] * 1e3:.0f} ms"
+    )
+    target = Target(f"{MINIPOOL}: submit + result", "<=", 1.10, relative=False)
+    notes = peer_notes(
+        "reference: the best peer; the jobs are tasks.spin calibrated here, as in skewed",
+        "joblib has no submit(): it maps the same list through its Parallel "
+        "generator (batch_size='auto')",
+    )
     make = timed_mixed(items, lambda seconds: seconds / ideal)
-    cases = [make(engine) for engine in engines.everyone()]
-    run_rounds(config, cases)
-    rows = [case.row for case in cases]
-    return [
-        Metric(
-            "mixed",
-            f"{jobs:,} jobs submitted up front, then every result awaited: {longs} of "
-            f"{MIXED_SECONDS[0] * 1e3:.0f} ms (one in {stride}: jobs 0, {stride}, ...) among "
-            f"{jobs - longs:,} of {MIXED_SECONDS[1] * 1e3:.0f} ms; makespan / ideal "
-            "(the work / workers)",
-            "x ideal",
-            LOWER,
-            rows,
-            tuple(row.label for row in rows if engines.is_peer(row.engine)),
-            [Target(f"{MINIPOOL}: submit + result", "<=", 1.10, relative=False)],
-            peer_notes(
-                "reference: the best peer; the jobs are tasks.spin calibrated here, as in skewed",
-                "joblib has no submit(): it maps the same list through its Parallel "
-                "generator (batch_size='auto')",
-            ),
-        )
-    ]
+    return [makespan_metric(config, "mixed", title, make, target, notes)]
 
 
 def timed_payloads(jobs: int, size: int) -> Callable[[str], Case]:

@@ -149,8 +149,8 @@ def test_cancelled_jobs_are_seen_by_wait_and_as_completed(
     pool = make_pool(1)
     blocker, release = _blocker(pool, tmp_path)
     queued = [pool.submit(jobs.square, x) for x in range(3)]
-    waiter = threading.Thread(target=lambda: seen.append(wait(queued, return_when=FIRST_COMPLETED)))
     seen: list[Any] = []
+    waiter = threading.Thread(target=lambda: seen.append(wait(queued, return_when=FIRST_COMPLETED)))
     waiter.start()
     queued[1].cancel()
     waiter.join(timeout=30)
