@@ -22,6 +22,7 @@ from typing import Any
 from ._errors import RemoteError, note_attempts
 from ._messages import Outcome
 from ._pickling import loads, rebuild_exception
+from ._salvage import load_each
 from ._tasks import Task
 
 
@@ -112,9 +113,7 @@ def _decode(task: Task, outcome: Outcome) -> tuple[list[Any], dict[int, BaseExce
         try:
             values: list[Any] = loads(outcome.values)
         except BaseException as error:
-            first = task.first_job_id + outcome.offset
-            failure = _unreadable(f"jobs {first}..{first + outcome.size - 1}", error)
-            return [None] * outcome.size, dict.fromkeys(range(outcome.size), failure)
+            return _decode_each(task, outcome, errors, error)
         return values, errors
     values = [None] * outcome.size
     for position, blob in enumerate(outcome.values):
@@ -125,6 +124,26 @@ def _decode(task: Task, outcome: Outcome) -> tuple[list[Any], dict[int, BaseExce
         except BaseException as error:
             job = task.first_job_id + outcome.offset + position
             errors[position] = _unreadable(f"job {job}", error)
+    return values, errors
+
+
+def _decode_each(
+    task: Task, outcome: Outcome, errors: dict[int, BaseException], error: BaseException
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """The values of a batch that did not load as a whole (``error``): each job's own, or
+    the error that kept it from loading."""
+    assert isinstance(outcome.values, (bytes, memoryview))
+    first, size = task.first_job_id + outcome.offset, outcome.size
+    failures: dict[int, BaseException] = {0: error}
+    values: list[Any] = [None]
+    if size > 1:
+        try:
+            values, failures = load_each(outcome.values, size)
+        except ValueError:  # not a list of that many values: a bug, but not the pool's end
+            whole = _unreadable(f"jobs {first}..{first + size - 1}", error)
+            return [None] * size, dict.fromkeys(range(size), whole)
+    for position, failure in failures.items():
+        errors.setdefault(position, _unreadable(f"job {first + position}", failure))
     return values, errors
 
 

@@ -77,7 +77,7 @@ class FunctionCache:
 
 def error_info(error: BaseException) -> ErrorInfo:
     """Describe ``error`` so that it can always be sent, even if it does not pickle."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    text = _traceback_text(error)
     blob: bytes | None
     try:
         blob = dumps_value(error)
@@ -105,8 +105,21 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
     return error
 
 
+# The user's __str__, __repr__ and __reduce__ run below: whatever they raise
+# (BaseException included) must leave a description that can be sent.
+
+
+def _traceback_text(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except BaseException:
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        last = f"{type(error).__qualname__}: {_safe_str(error)}"
+        return f"Traceback (most recent call last):\n{frames}{last}\n"
+
+
 def _safe_str(error: BaseException) -> str:
     try:
         return str(error)
-    except Exception:
+    except BaseException:
         return f"<str() of the {type(error).__qualname__} failed>"

@@ -13,7 +13,9 @@ pending job can be cancelled, and a cancelled job never runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import _base as futures_states
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from ._messages import TRACKED, Chunk, chunk_header
 
 T = TypeVar("T")
+_futures_log = logging.getLogger("concurrent.futures")  # where Future logs failing callbacks
 
 
 class Placement(Protocol):
@@ -151,18 +154,34 @@ class JobReceiver:
     ) -> None:
         future = self.future
         future.unplace()  # done, it waits nowhere (and no reference cycle stays behind)
-        if errors:
-            future.set_exception(errors[0])
-        else:
-            future.set_result(values[0])
+        with _callbacks_contained(future):
+            if errors:
+                future.set_exception(errors[0])
+            else:
+                future.set_result(values[0])
 
     def cancel(self, offset: int, count: int, reason: str) -> None:
         future = self.future
         future.unplace()
-        if not future.cancel() and not future.done():
-            # A job whose start the pool did see cannot be cancelled; if one
-            # ever comes here, its caller still learns that it will not finish.
-            future.set_exception(CancelledError(reason))
+        with _callbacks_contained(future):
+            if not future.cancel() and not future.done():
+                # A job whose start the pool did see cannot be cancelled; if one
+                # ever comes here, its caller still learns that it will not finish.
+                future.set_exception(CancelledError(reason))
+
+
+@contextlib.contextmanager
+def _callbacks_contained(future: Future[Any]) -> Iterator[None]:
+    """Resolve ``future`` in the pool's thread, which its done-callbacks must not end.
+
+    ``Future`` logs a callback's ``Exception`` and runs the next; a
+    ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) goes through it.
+    Here it is logged the same way, once the future is already resolved.
+    """
+    try:
+        yield
+    except BaseException:
+        _futures_log.exception("exception calling callback for %r", future)
 
 
 class ChunkResult(NamedTuple):

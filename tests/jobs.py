@@ -362,6 +362,68 @@ def raise_worker_only_error() -> None:
     raise WorkerOnlyError("only workers can rebuild me")
 
 
+def _exit_in_caller(code: int) -> Any:
+    if multiprocessing.parent_process() is None:  # the caller
+        sys.exit(code)
+    return ExitsInCaller()
+
+
+class ExitsInCaller:
+    """A result whose unpickling raises ``SystemExit`` in the caller (and only there)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_exit_in_caller, (3,))
+
+
+class ExitsWhilePickled:
+    """A result whose pickling raises ``SystemExit`` in the worker."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise SystemExit(4)
+
+
+def return_exits_while_pickled() -> ExitsWhilePickled:
+    return ExitsWhilePickled()
+
+
+def return_exits_in_caller() -> ExitsInCaller:
+    return ExitsInCaller()
+
+
+class ErrorWhoseStrExits(Exception):
+    """An exception whose ``__str__`` raises ``SystemExit`` in workers (where the traceback
+    is formatted), and reads "a hostile __str__" in the caller."""
+
+    def __str__(self) -> str:
+        if multiprocessing.parent_process() is not None:
+            raise SystemExit(5)
+        return "a hostile __str__"
+
+
+def raise_error_whose_str_exits() -> None:
+    raise ErrorWhoseStrExits()
+
+
+def return_two_argument_error() -> TwoArgumentError:
+    """An exception as a result (not raised) that pickles but cannot be rebuilt (gh-79492)."""
+    return TwoArgumentError(7, "custom __init__")
+
+
+# Results that pickle in a worker but do not unpickle in the caller, by name.
+UNREADABLE_RESULTS: dict[str, Any] = {
+    "class-the-caller-cannot-rebuild": WorkerOnlyValue,
+    "exception-instance-gh-79492": lambda: TwoArgumentError(7, "custom __init__"),
+    "system-exit-while-unpickled": ExitsInCaller,
+}
+
+
+def unreadable_at(positions: frozenset[int], kind: str, x: int) -> Any:
+    """``x``, except at ``positions``: a result of ``kind`` (see ``UNREADABLE_RESULTS``)."""
+    if x in positions:
+        return UNREADABLE_RESULTS[kind]()
+    return x
+
+
 # ---- arguments that pickle in the caller but do not unpickle in a worker -------------------
 
 

@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,27 @@ CASES = {
         "could not be pickled",
         {"type_name": "ValueError"},
         traceback="misbehaved while pickling",
+    ),
+    "system-exit-while-pickling-the-result": Case(
+        jobs.return_exits_while_pickled,
+        (),
+        minipool.RemoteError,
+        "could not be pickled",
+        {"type_name": "SystemExit"},
+        traceback="SystemExit: 4",
+    ),
+    "system-exit-while-unpickling-the-result-in-the-caller": Case(
+        jobs.return_exits_in_caller, (), minipool.RemoteError, "could not be unpickled"
+    ),
+    "exception-instance-as-the-result-does-not-rebuild-gh-79492": Case(
+        jobs.return_two_argument_error, (), minipool.RemoteError, "could not be unpickled"
+    ),
+    "system-exit-while-formatting-the-exception": Case(
+        jobs.raise_error_whose_str_exits,
+        (),
+        jobs.ErrorWhoseStrExits,
+        "a hostile __str__",
+        traceback="raise_error_whose_str_exits",
     ),
     "sigkill-while-unpickling-the-arguments": Case(
         jobs.take_argument,
@@ -310,6 +332,25 @@ def test_crash_in_an_untracked_chunk_is_pinned_on_its_job(make_pool: MakePool) -
     assert got[:30_000] + got[30_001:] == [x + 1 for x in range(60_000) if x != 30_000]
     assert pool.stats.worker_restarts == 2
     assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+
+
+@pytest.mark.parametrize("kind", jobs.UNREADABLE_RESULTS)
+def test_a_result_the_caller_cannot_unpickle_costs_no_other_job_its_result(
+    make_pool: MakePool, kind: str
+) -> None:
+    """In a map of tiny jobs, whose results come back batched, each result that does not
+    unpickle in the caller fails its own job; every other job keeps its result."""
+    pool = make_pool(2)
+    unreadable = frozenset({0, 777, 1500, 1501, 2999})
+    fn = partial(jobs.unreadable_at, unreadable, kind)
+    got = list(pool.map(fn, range(3000), return_exceptions=True))
+    failed = {x for x, value in enumerate(got) if isinstance(value, BaseException)}
+    assert failed == unreadable
+    assert all(got[x] == x for x in range(3000) if x not in unreadable)
+    for x in unreadable:
+        assert isinstance(got[x], minipool.RemoteError)
+        assert f"the result of job {x} could not be unpickled in the caller" in str(got[x])
+    assert pool.stats.failed == len(unreadable)
 
 
 def test_arguments_that_do_not_unpickle_in_the_worker_fail_their_job(
