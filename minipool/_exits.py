@@ -1,9 +1,12 @@
 """How the caller's process ends with pools still running: interpreter exit, SIGTERM, Ctrl-C.
 
-- At interpreter exit, pools never shut down are stopped (jobs in hand finish,
-  teardown runs) and their workers killed if they take more than a few
-  seconds. This handler is registered after multiprocessing's own, so it runs
-  first (atexit is last-in, first-out), before that one joins every child.
+- At interpreter exit, a pool shut down without waiting (``shutdown(wait=False)``,
+  or dropped) still runs the jobs it accepted, as ``Executor`` promises; a
+  pool never shut down is stopped (jobs in hand finish, teardown runs). A
+  stopped pool's workers are killed if they take more than a few seconds, and
+  so is a pool's that is still waited for when Ctrl-C or SIGTERM comes. This
+  handler is registered after multiprocessing's own, so it runs first (atexit
+  is last-in, first-out), before that one joins every child.
 - SIGTERM would kill the caller on the spot and leave workers to notice on
   their own. While a pool runs, and only if the program has no SIGTERM
   handler of its own, minipool turns it into ``SystemExit(143)`` in the main
@@ -11,6 +14,11 @@
   no traceback is printed, and the exit status says SIGTERM as before.
 - Ctrl-C needs nothing here: workers ignore SIGINT, the caller gets the one
   ``KeyboardInterrupt``, and ``Pool.__exit__`` stops the pool (see ``leave``).
+  So does a Ctrl-C or SIGTERM that interrupts ``shutdown()`` while it waits.
+
+Every wait here is on the backend's own event, never ``Thread.join()``,
+which a signal can break for good (CPython gh-90882: the interrupted join
+marks the thread as stopped, and the handler would think the pool gone).
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ class Stoppable(Protocol):
     def kill_workers(self) -> None: ...
     @property
     def running(self) -> bool: ...
+    @property
+    def closing(self) -> bool: ...
+    @property
+    def stop_requested(self) -> bool: ...
 
 
 _live: weakref.WeakSet[Stoppable] = weakref.WeakSet()
@@ -50,38 +62,52 @@ def register(master: Stoppable) -> None:
 
 
 def leave(master: Stoppable) -> None:
-    """``Pool.__exit__`` after KeyboardInterrupt or SystemExit: stop, don't run the queue.
+    """Ctrl-C or SystemExit in a ``with`` block or during ``shutdown()``: stop, and wait
+    only for the jobs in hand.
 
-    A second Ctrl-C while the jobs in hand finish kills the workers, instead of
-    printing a second traceback.
+    A second Ctrl-C (or SIGTERM) while they finish kills the workers, instead
+    of printing a second traceback.
     """
     master.stop()
-    if master.join(HINT_AFTER_SECONDS):
-        return
-    print(
-        "minipool: stopping; waiting for the jobs in hand to finish "
-        "(Ctrl-C again to kill the workers)",
-        file=sys.stderr,
-        flush=True,
-    )
     try:
+        if master.join(HINT_AFTER_SECONDS):
+            return
+        print(
+            "minipool: stopping; waiting for the jobs in hand to finish "
+            "(Ctrl-C again to kill the workers)",
+            file=sys.stderr,
+            flush=True,
+        )
         master.join(None)
-    except KeyboardInterrupt:
-        master.kill_workers()
-        master.join(STOP_GRACE_SECONDS)
+    except (KeyboardInterrupt, SystemExit):
+        _kill([master])
 
 
 # Registered at import, after multiprocessing.util registered its own (imported
 # above for that reason), so that this one runs first.
 @atexit.register
-def _stop_live_pools() -> None:
+def _end_live_pools() -> None:
     masters = list(_live)
-    for master in masters:
-        master.stop()
+    try:
+        for master in masters:
+            if not master.closing:
+                master.stop()  # never shut down: stop it
+        for master in masters:
+            if not master.stop_requested:
+                master.join(None)  # shut down without waiting: it runs what it accepted
+    except (KeyboardInterrupt, SystemExit):
+        for master in masters:
+            master.stop()
     for master in masters:
         if not master.join(STOP_GRACE_SECONDS):
-            master.kill_workers()
-            master.join(STOP_GRACE_SECONDS)
+            _kill([master])
+
+
+def _kill(masters: list[Stoppable]) -> None:
+    for master in masters:
+        master.kill_workers()
+    for master in masters:
+        master.join(STOP_GRACE_SECONDS)
 
 
 def _take_over_sigterm() -> None:

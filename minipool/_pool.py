@@ -86,7 +86,9 @@ class Pool(Executor):
         )
         self._backend = start_backend(options)
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
-        weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
+        # Not at interpreter exit, where a pool left open is stopped instead (see _exits).
+        finalizer = weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
+        finalizer.atexit = False
         _exits.register(self._backend)
 
     @property
@@ -163,9 +165,15 @@ class Pool(Executor):
         """Accept no more jobs; finish those accepted (or cancel those not started).
 
         Workers run their teardown and exit. With ``wait=False`` this returns at
-        once and the pool cleans up in the background.
+        once and the pool cleans up in the background; the jobs accepted still
+        run, even at interpreter exit. Ctrl-C (or SIGTERM) while this waits
+        stops the pool, as in a ``with`` block.
         """
-        self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+        try:
+            self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+        except (KeyboardInterrupt, SystemExit):
+            _exits.leave(self._backend)
+            raise
 
     def stop(self) -> None:
         """Stop soon: workers finish the job in hand, tear down and exit.

@@ -57,6 +57,10 @@ class Backend(Protocol):
     def running(self) -> bool:
         """Jobs or workers are still being looked after."""
 
+    @property
+    def closing(self) -> bool:
+        """``shutdown()`` or ``stop()`` was called."""
+
     def reserve_job_ids(self, count: int) -> int:
         """The first of ``count`` consecutive job ids, never handed out again."""
 

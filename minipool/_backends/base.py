@@ -25,6 +25,25 @@ class BackendBase:
         self._completed = 0
         self._restarts = 0
         self._ledger = Ledger(options.retries, retry, self._count_completed)
+        # Set once the backend has nothing left to look after. An Event, not
+        # Thread.join(): a signal that interrupts a join marks the thread as
+        # stopped while it still runs (CPython gh-90882), and every wait after
+        # that would return at once.
+        self._done = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        """Jobs or workers are still being looked after."""
+        return not self._done.is_set()
+
+    @property
+    def closing(self) -> bool:
+        """``shutdown()`` or ``stop()`` was called: no job is accepted any more."""
+        return self._closing
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait until ``running`` is false; whether it is."""
+        return self._done.wait(timeout)
 
     def reserve_job_ids(self, count: int) -> int:
         with self._lock:

@@ -87,7 +87,6 @@ class DaskBackend(BackendBase):
         self._restarted: set[str] = set()  # addresses of workers restarted for a timeout
         self._restarting: list[threading.Thread] = []
         self._stopped = False
-        self._closed = threading.Event()
         # Keys of the tasks a worker has started (see dask_worker.run_task),
         # until they are settled.
         self._started: set[str] = set()
@@ -123,10 +122,6 @@ class DaskBackend(BackendBase):
     def stop_requested(self) -> bool:
         return self._stopped
 
-    @property
-    def running(self) -> bool:
-        return not self._closed.is_set()
-
     def crash_safe_jobs(self) -> int | None:
         return None  # a dead worker's chunk runs again job by job (see _on_killed)
 
@@ -152,7 +147,7 @@ class DaskBackend(BackendBase):
         if wait and threading.current_thread().name.startswith("Dask-Callback"):
             return  # a done-callback waiting here would wait for itself
         if wait:
-            self._closed.wait()
+            self._done.wait()
 
     def stop(self) -> None:
         self._stopped = True
@@ -161,9 +156,6 @@ class DaskBackend(BackendBase):
         with contextlib.suppress(Exception):
             self._client.run(request_stop, self._name)
         self.shutdown(wait=False, cancel_pending=True)
-
-    def join(self, timeout: float | None) -> bool:
-        return self._closed.wait(timeout)
 
     def kill_workers(self) -> None:
         """At interpreter exit: close a local cluster now; never touch a cluster of the user's."""
@@ -175,7 +167,7 @@ class DaskBackend(BackendBase):
             return sum(task.size for key, (_, task) in in_flight if key in self._started)
 
     def _workers_alive(self) -> int:
-        if self._closed.is_set():
+        if self._done.is_set():
             return 0
         try:
             return len(self._client.nthreads())
@@ -325,7 +317,7 @@ class DaskBackend(BackendBase):
         with contextlib.suppress(Exception):
             self._client.unsubscribe_topic(started_topic(self._name))
         self._disconnect()
-        self._closed.set()
+        self._done.set()
 
     def _disconnect(self) -> None:
         for owned in self._owned:

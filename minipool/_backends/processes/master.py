@@ -110,15 +110,14 @@ class Master(BackendBase):
         self._selector.register(self._wakeup.reader, selectors.EVENT_READ, self._wakeup.drain)
         self._blocked_writers: set[int] = set()
         self._workers: list[WorkerHandle | None] = [None] * self.workers
+        self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
         try:
             for slot in range(self.workers):
                 self._spawn(slot)
-        except BaseException:
-            self.kill_workers()
-            self._close()
+            self._thread.start()
+        except BaseException:  # no master thread will look after the workers started
+            self._abandon_start()
             raise
-        self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
-        self._thread.start()
 
     # ---- called from caller threads ------------------------------------------------
 
@@ -134,20 +133,11 @@ class Master(BackendBase):
             self._cancel_pending = self._cancel_pending or cancel_pending
             self._wakeup.wake()
         if wait and threading.current_thread() is not self._thread:
-            self._thread.join()
+            self._done.wait()
 
     def stop(self) -> None:
         self._shared.request_stop()
         self.shutdown(wait=False, cancel_pending=True)
-
-    @property
-    def running(self) -> bool:
-        """The master thread still runs: the pool has workers or work."""
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def kill_workers(self) -> None:
         """Last resort (interpreter exit, a master failure): SIGKILL every worker."""
@@ -183,6 +173,7 @@ class Master(BackendBase):
             raise
         finally:
             self._close()
+            self._done.set()
 
     def _advance(self) -> None:
         """What to do after each round of events: cancel, dispatch, rebalance, retire, write."""
@@ -349,6 +340,15 @@ class Master(BackendBase):
                 for held in worker.take_all():
                     self._ledger.fail(held.rest(), failure)
                 worker.reap()
+
+    def _abandon_start(self) -> None:
+        """``Pool()`` failed half-way: kill and reap the workers already started."""
+        self.kill_workers()
+        for worker in self._workers:
+            if worker is not None:
+                worker.reap()
+        self._close()
+        self._done.set()
 
     # ---- workers -------------------------------------------------------------------
 
