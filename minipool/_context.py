@@ -51,6 +51,9 @@ class WorkerContext:
     # While an untracked chunk runs: its first job id, the iterator over its
     # items that map() is consuming, and how many items it has.
     untracked: tuple[int, Iterator[Any], int] | None = None
+    # True in a process that a job forked: the worker's copy, which must end
+    # before it gets back to the worker's loop (see _execute.leave_forked_child).
+    forked: bool = False
 
     def job_id(self) -> int | None:
         """The id of the job this worker is running now, if any."""

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
+import sys
+import traceback
 from collections.abc import Callable
 from time import monotonic, perf_counter
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from . import _context
 from ._context import CHUNK_WIDE, IDLE, RUNNING_CELL
@@ -230,8 +233,12 @@ def _run_tracked(
         try:
             value = call(item)
         except BaseException as error:
+            if context.forked:
+                leave_forked_child(error)
             results.add_error(error_info(error))
         else:
+            if context.forked:
+                leave_forked_child(None)
             _add_value(results, value, job)
         jobs[RUNNING_CELL] = IDLE  # its outcome is ready: a death now is not its doing
         progress.job_done(results)
@@ -270,8 +277,12 @@ def _run_untracked(
             values.extend(calls)  # keeps the values before a job that raises
             break
         except BaseException as error:
+            if context.forked:
+                leave_forked_child(error)
             errors[len(values)] = error_info(error)
             values.append(None)  # map() resumes with the next job
+    if context.forked:
+        leave_forked_child(None)
     context.untracked = None
     try:
         results.add_batch(len(values), dumps_value(values), errors)
@@ -281,6 +292,25 @@ def _run_untracked(
                 results.add_error(errors[position])
             else:
                 _add_value(results, value, first + position)
+
+
+def leave_forked_child(error: BaseException | None) -> NoReturn:
+    """A job forked, and the child came back from the job's function (returned, or raised
+    ``error``) instead of exiting: end that process here, with the status the interpreter
+    would give it, before it can read the worker's jobs or send an outcome in its name.
+    """
+    status = 0
+    if isinstance(error, SystemExit):
+        status = error.code if isinstance(error.code, int) else int(error.code is not None)
+        if error.code is not None and not isinstance(error.code, int):
+            print(error.code, file=sys.stderr)
+    elif error is not None:
+        traceback.print_exception(error)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _star_call(fn: Any, kwargs: dict[str, Any] | None) -> Callable[[tuple[Any, ...]], Any]:

@@ -51,6 +51,7 @@ class Stoppable(Protocol):
     def closing(self) -> bool: ...
     @property
     def stop_requested(self) -> bool: ...
+    def disown(self) -> None: ...
 
 
 _live: weakref.WeakSet[Stoppable] = weakref.WeakSet()
@@ -59,6 +60,24 @@ _live: weakref.WeakSet[Stoppable] = weakref.WeakSet()
 def register(master: Stoppable) -> None:
     _live.add(master)
     _take_over_sigterm()
+
+
+def unregister(master: Stoppable) -> None:
+    _live.discard(master)
+
+
+def _disown_live_pools() -> None:
+    """In a child forked from this process: none of the pools here is the child's.
+
+    Without this, the child's exit would stop its parent's pools (the stop
+    flag is shared memory), and a job it submitted would wait forever.
+    """
+    for master in list(_live):
+        master.disown()
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_disown_live_pools)
 
 
 def leave(master: Stoppable) -> None:

@@ -89,7 +89,6 @@ class Pool(Executor):
         # Not at interpreter exit, where a pool left open is stopped instead (see _exits).
         finalizer = weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
         finalizer.atexit = False
-        _exits.register(self._backend)
 
     @property
     def workers(self) -> int:

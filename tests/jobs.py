@@ -657,3 +657,25 @@ def init_blocks_until_released(release: str) -> str:
     """An init that waits for the test: a worker still starting."""
     wait_for_path(release, RELEASE_TIMEOUT)
     return "ready"
+
+
+# ---- jobs that fork --------------------------------------------------------------------
+
+
+def fork_and_come_back(how: str, fork_at: int, x: int) -> Any:
+    """At ``x == fork_at``, fork; the child logs, then comes back from the job as ``how``
+    says (``return``, ``raise``, ``exit``: ``sys.exit(7)``) instead of exiting. The parent
+    waits for the child and returns its exit status; every other ``x`` returns itself."""
+    if x != fork_at:
+        return x
+    child = os.fork()
+    if child == 0:
+        minipool.get_logger().info("from the forked child")
+        if how == "raise":
+            raise ValueError("raised in the forked child")
+        if how == "exit":
+            sys.exit(7)
+        return "returned in the forked child"
+    minipool.get_logger().info("from the job")
+    _, status = os.waitpid(child, 0)
+    return ("child status", os.waitstatus_to_exitcode(status))

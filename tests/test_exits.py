@@ -22,6 +22,7 @@ WAITING_CALLER = textwrap.dedent(
     """
     import os
     import sys
+    import threading
     import time
 
     import minipool
@@ -33,13 +34,26 @@ WAITING_CALLER = textwrap.dedent(
         time.sleep(120)  # far longer than the test: it must not wait for it
 
 
+    def say_when_shutdown_waits(main):  # once the main thread is blocked inside shutdown()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            frame, names = sys._current_frames().get(main), []
+            while frame is not None:
+                names.append(frame.f_code.co_name)
+                frame = frame.f_back
+            if names and names[0] == "wait" and "shutdown" in names:
+                print("waiting", flush=True)
+                return
+            time.sleep(0.01)
+
+
     if __name__ == "__main__":
         method, directory, how = sys.argv[1:4]
         pool = minipool.Pool(1, start_method=method)
         pool.submit(long_job, directory)
         while not os.path.exists(os.path.join(directory, "started")):
             time.sleep(0.01)
-        print("waiting", flush=True)
+        threading.Thread(target=say_when_shutdown_waits, args=(threading.get_ident(),)).start()
         if how == "with":
             with pool:
                 pass

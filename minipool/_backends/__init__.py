@@ -77,6 +77,9 @@ class Backend(Protocol):
     def join(self, timeout: float | None) -> bool:
         """Wait until ``running`` is false; whether it is."""
 
+    def disown(self) -> None:
+        """This process was forked from the pool's: never touch the pool from here."""
+
     def kill_workers(self) -> None:
         """Last resort at interpreter exit: end whatever runs jobs for this pool now."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class BackendBase:
         # stopped while it still runs (CPython gh-90882), and every wait after
         # that would return at once.
         self._done = threading.Event()
+        self.owner_pid = os.getpid()  # the process whose pool this is (see disown)
 
     @property
     def running(self) -> bool:
@@ -45,11 +47,37 @@ class BackendBase:
         """Wait until ``running`` is false; whether it is."""
         return self._done.wait(timeout)
 
+    def disown(self) -> None:
+        """This process is a child forked from the pool's: the pool is not its own.
+
+        Runs in the child right after the fork, where any lock may have been
+        copied taken: it takes none. From here on the pool refuses jobs, and
+        ``shutdown()`` and ``stop()`` do nothing, for they would reach the
+        parent's workers.
+        """
+        self._done = threading.Event()
+        self._done.set()
+
+    @property
+    def disowned(self) -> bool:
+        """This process did not create the pool (the pid, not a flag: a fork made from C
+        code runs no fork hook)."""
+        return self.owner_pid != os.getpid()
+
     def reserve_job_ids(self, count: int) -> int:
+        if self.disowned:
+            raise RuntimeError(self._not_ours())
         with self._lock:
             first = self._next_job_id
             self._next_job_id += count
             return first
+
+    def _not_ours(self) -> str:
+        return (
+            f"this pool belongs to process {self.owner_pid}, which forked this one (pid "
+            f"{os.getpid()}); a forked process cannot use its parent's pool. Create a new "
+            "minipool.Pool in the child, or fork before creating the pool."
+        )
 
     def _admit(self, tasks: list[Task]) -> None:
         """Count ``tasks`` in, or refuse them (call with ``_lock`` held)."""
@@ -67,6 +95,8 @@ class BackendBase:
         self._completed += count
 
     def stats(self) -> PoolStats:
+        if self.disowned:
+            raise RuntimeError(self._not_ours())
         ledger = self._ledger
         return PoolStats(
             submitted=ledger.submitted,

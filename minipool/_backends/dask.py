@@ -47,6 +47,7 @@ from distributed import Client, LocalCluster
 from distributed import Future as DaskFuture
 from distributed.scheduler import KilledWorker
 
+from .. import _exits
 from .._errors import InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
 from .._options import PoolOptions
@@ -102,6 +103,7 @@ class DaskBackend(BackendBase):
         except BaseException:
             self._disconnect()
             raise
+        _exits.register(self)
 
     def _start_workers(self, init: bytes | None, log_level: int | None) -> None:
         plugin = WorkerSetup(self._name, init, worker_levels(log_level))
@@ -131,6 +133,8 @@ class DaskBackend(BackendBase):
         self._submit(tasks)
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        if self.disowned:
+            return  # a forked child: the client and its cluster are its parent's
         with self._lock:
             first = not self._closing
             self._closing = True
@@ -150,6 +154,8 @@ class DaskBackend(BackendBase):
             self._done.wait()
 
     def stop(self) -> None:
+        if self.disowned:
+            return
         self._stopped = True
         # Workers first: from then on a task that starts runs nothing (see
         # dask_worker.run_task), even one whose cancellation below comes late.

@@ -17,7 +17,6 @@ died in its init.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import fcntl
 import os
@@ -85,6 +84,7 @@ class WorkerHandle:
     __slots__ = (
         "_claims",
         "_connections",
+        "_owned_fds",
         "accepting",
         "gate",
         "held",
@@ -107,14 +107,14 @@ class WorkerHandle:
         "timed_tasks",
     )
 
-    def __init__(self, ctx: Any, config: _worker.WorkerConfig, master_fds: tuple[int, ...]) -> None:
+    def __init__(self, ctx: Any, config: _worker.WorkerConfig, owned_fds: set[int]) -> None:
+        """Start the worker; its pipe ends on this side join ``owned_fds`` until ``reap``."""
         jobs_reader, jobs_writer = ctx.Pipe(duplex=False)
         results_reader, results_writer = ctx.Pipe(duplex=False)
         _enlarge(jobs_writer.fileno())
         _enlarge(results_writer.fileno())
-        inherited = (*master_fds, jobs_writer.fileno(), results_reader.fileno())
-        if ctx.get_start_method() == "fork":
-            config = dataclasses.replace(config, inherited_fds=inherited)
+        self._owned_fds = owned_fds
+        owned_fds.update((jobs_writer.fileno(), results_reader.fileno()))  # before the fork
         slot = config.worker_id
         self.process = ctx.Process(
             target=_worker.main,
@@ -309,6 +309,7 @@ class WorkerHandle:
         (multiprocessing's own exit handler, at interpreter exit, does).
         """
         self.process.join()
+        self._owned_fds.difference_update((self.jobs_fd, self.results_fd))
         for connection in self._connections:
             with contextlib.suppress(OSError):
                 connection.close()

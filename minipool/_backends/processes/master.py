@@ -59,11 +59,14 @@ master finds them if the worker dies first (see ``log_spill``).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import selectors
 import threading
 from functools import partial
 
+from ... import _exits
 from ..._context import IDLE
 from ..._errors import PoolError
 from ..._logging import LogRouter, worker_levels
@@ -108,9 +111,13 @@ class Master(BackendBase):
         self._selector = selectors.DefaultSelector()
         self._wakeup = Wakeup(self._lock)
         self._selector.register(self._wakeup.reader, selectors.EVENT_READ, self._wakeup.drain)
+        # Every fd of this process that belongs to the pool, for a forked child
+        # to close (see disown). Added before each is shared, removed before it closes.
+        self._owned_fds: set[int] = {*self._wakeup.fds(), *_selector_fds(self._selector)}
         self._blocked_writers: set[int] = set()
         self._workers: list[WorkerHandle | None] = [None] * self.workers
         self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
+        _exits.register(self)  # before the first worker is forked: it must disown the pool
         try:
             for slot in range(self.workers):
                 self._spawn(slot)
@@ -128,6 +135,8 @@ class Master(BackendBase):
             self._wakeup.wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        if self.disowned:
+            return  # a forked child: the workers are its parent's (see disown)
         with self._lock:
             self._closing = True
             self._cancel_pending = self._cancel_pending or cancel_pending
@@ -136,8 +145,24 @@ class Master(BackendBase):
             self._done.wait()
 
     def stop(self) -> None:
+        if self.disowned:
+            return  # the stop flag is shared with the parent's workers
         self._shared.request_stop()
         self.shutdown(wait=False, cancel_pending=True)
+
+    def disown(self) -> None:
+        """In a forked child: close its copies of the master's pipe ends (the workers see the
+        master gone only once no process holds their jobs pipe), and forget the workers,
+        which are not this process's children."""
+        super().disown()
+        for fd in list(self._owned_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._owned_fds.clear()
+        # multiprocessing would try to join them at this process's exit, and complain.
+        for worker in list(self._workers):
+            if worker is not None:
+                multiprocessing.process._children.discard(worker.process)  # type: ignore[attr-defined]
 
     def kill_workers(self) -> None:
         """Last resort (interpreter exit, a master failure): SIGKILL every worker."""
@@ -164,16 +189,22 @@ class Master(BackendBase):
     def _run(self) -> None:
         try:
             while any(worker is not None for worker in self._workers):
-                for key, _ in self._selector.select(timeouts.seconds_left(self._workers)):
-                    key.data()
-                timeouts.expire(self._workers)
-                self._advance()
+                self._step()
         except BaseException as error:
             self._abandon(error)
             raise
         finally:
             self._close()
+            # Last, and with no worker handle left in a local: a handle's gate
+            # unregisters its semaphore as it is freed, and must do so before
+            # the interpreter can exit under this thread.
             self._done.set()
+
+    def _step(self) -> None:
+        for key, _ in self._selector.select(timeouts.seconds_left(self._workers)):
+            key.data()
+        timeouts.expire(self._workers)
+        self._advance()
 
     def _advance(self) -> None:
         """What to do after each round of events: cancel, dispatch, rebalance, retire, write."""
@@ -349,6 +380,7 @@ class Master(BackendBase):
                 worker.reap()
         self._close()
         self._done.set()
+        _exits.unregister(self)
 
     # ---- workers -------------------------------------------------------------------
 
@@ -365,7 +397,7 @@ class Master(BackendBase):
             log_levels=worker_levels(options.log_level),  # now: the caller may have changed them
             max_memory=options.max_worker_memory,
         )
-        worker = WorkerHandle(self._ctx, config, self._master_fds())
+        worker = WorkerHandle(self._ctx, config, self._owned_fds)
         self._workers[slot] = worker
         self._selector.register(
             worker.results_fd, selectors.EVENT_READ, partial(self._on_results, worker)
@@ -374,15 +406,13 @@ class Master(BackendBase):
             worker.sentinel, selectors.EVENT_READ, partial(self._on_exit, worker)
         )
 
-    def _master_fds(self) -> tuple[int, ...]:
-        fds = list(self._wakeup.fds())
-        if hasattr(self._selector, "fileno"):
-            fds.append(self._selector.fileno())
-        for worker in self._workers:
-            if worker is not None:
-                fds += worker.fds()
-        return tuple(fds)
-
     def _close(self) -> None:
+        self._owned_fds.difference_update([*self._wakeup.fds(), *_selector_fds(self._selector)])
         self._wakeup.close()
         self._selector.close()
+
+
+def _selector_fds(selector: selectors.BaseSelector) -> list[int]:
+    """The selector's own fd (epoll's, kqueue's), if it has one."""
+    fileno = getattr(selector, "fileno", None)
+    return [fileno()] if fileno is not None else []

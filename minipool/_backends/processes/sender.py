@@ -28,7 +28,9 @@ there (the job's thread may be mutating the objects it returned).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sys
 import threading
 from collections.abc import Callable, MutableMapping
 from time import monotonic, perf_counter
@@ -60,6 +62,7 @@ class Sender:
         self._oldest_log = 0.0  # when the oldest event in the spill was logged
         self._results: Results | None = None  # of the task running now
         self._armed = False
+        self._disowned = False
         self.wake_reader, self._wake_writer = os.pipe()
 
     # ---- the job's thread ----------------------------------------------------------
@@ -129,8 +132,15 @@ class Sender:
 
     # ---- logs, from any thread -----------------------------------------------------
 
+    def disown(self) -> None:
+        """In a process a job forked: write nothing to the worker's pipe or spill from here."""
+        self._disowned = True
+
     def ship(self, kind: int, fields: MutableMapping[str, Any]) -> None:
         fields["job_id"] = self._job_id()
+        if self._disowned:  # before the lock, which the fork may have copied taken
+            print(json.dumps(dict(fields), default=repr), file=sys.stderr, flush=True)
+            return
         record = encode_event(kind, fields)
         with self._lock:
             # A closed results pipe means the master is gone; the lifeline

@@ -17,7 +17,6 @@ outcomes and log events that have waited too long (see ``sender``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import select
@@ -27,6 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ... import _context
@@ -57,19 +57,12 @@ class WorkerConfig:
     gate: Gate
     log_spill: LogSpill
     log_levels: LogLevels
-    # Under fork the child inherits the master's ends of every pipe; it must
-    # close them, or it would hold its own jobs pipe open and never see EOF
-    # when the master dies. Empty under spawn and forkserver.
-    inherited_fds: tuple[int, ...] = ()
     # max_worker_memory: exit, between chunks, once resident memory passes it.
     max_memory: int | None = None
 
 
 def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     """Entry point of a worker process; ``jobs`` and ``results`` are its pipe ends."""
-    for fd in config.inherited_fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
     # Ctrl-C reaches the whole process group; the caller decides what it means.
     # (This process started with SIGINT blocked: see handle._sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -77,6 +70,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     context = _context.WorkerContext(config.worker_id, config.shared, config.gate)
     _context.install(context)
     sender = Sender(config.log_spill, results.fileno(), context.job_id)
+    os.register_at_fork(after_in_child=partial(_forked_by_a_job, context, sender))
     _start_lifeline(jobs.fileno(), sender)
     context.logger = install_logging(config.log_levels, sender.ship)
     try:
@@ -96,6 +90,20 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
             teardown()
         finally:
             sender.flush()  # what the teardown logged
+
+
+def _forked_by_a_job(context: _context.WorkerContext, sender: Sender) -> None:
+    """In a process a job forked: it is not the worker, and must never act as one.
+
+    Its log events go to its stderr (the results pipe and the log spill are
+    the worker's), an untracked chunk's ``map()`` runs no more jobs in it,
+    and the job's function returning in it ends it (see
+    ``_execute.leave_forked_child``).
+    """
+    context.forked = True
+    sender.disown()
+    if context.untracked is not None:
+        deque(context.untracked[1], maxlen=0)  # the copy of the chunk's iterator: used up
 
 
 def _start_lifeline(jobs_fd: int, sender: Sender) -> None:
