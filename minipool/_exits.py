@@ -107,16 +107,24 @@ def leave(master: Stoppable) -> None:
 @atexit.register
 def _end_live_pools() -> None:
     masters = list(_live)
+    for master in masters:
+        if not master.closing:
+            master.stop()  # never shut down: stop it
     try:
-        for master in masters:
-            if not master.closing:
-                master.stop()  # never shut down: stop it
         for master in masters:
             if not master.stop_requested:
                 master.join(None)  # shut down without waiting: it runs what it accepted
     except (KeyboardInterrupt, SystemExit):
-        for master in masters:
-            master.stop()
+        pass  # Ctrl-C or SIGTERM meanwhile: those are stopped too, below
+    stop_live_pools()
+
+
+def stop_live_pools() -> None:
+    """Stop every pool of this process; kill the workers of those that take longer than
+    ``STOP_GRACE_SECONDS`` (a worker's end, for pools its jobs left open)."""
+    masters = list(_live)
+    for master in masters:
+        master.stop()
     for master in masters:
         if not master.join(STOP_GRACE_SECONDS):
             _kill([master])

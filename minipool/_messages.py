@@ -39,6 +39,7 @@ READY = 12  # init finished; jobs may now fail only on their own account
 INIT_FAILED = 13
 RECYCLING = 14  # past max_worker_memory: exiting; the tasks it did not claim never ran
 LOGS = 15  # log events (see log_spill)
+EXITING = 16  # torn down: the process only exits from here (the master bounds how long)
 
 
 # How a worker runs the jobs of a chunk (``Chunk.tracking``):

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -679,3 +680,55 @@ def fork_and_come_back(how: str, fork_at: int, x: int) -> Any:
     minipool.get_logger().info("from the job")
     _, status = os.waitpid(child, 0)
     return ("child status", os.waitstatus_to_exitcode(status))
+
+
+# ---- jobs and inits that keep a worker from ending -------------------------------------------
+
+# Long enough that any test waiting for it fails first; short enough to end on its own.
+STUCK_SECONDS = 60.0
+_left_open: list[Any] = []  # pools and threads jobs leave behind, in their worker
+
+
+def init_hangs(directory: str) -> None:
+    """An init that never ends (in time): marks ``directory/init-PID`` first."""
+    Path(directory, f"init-{os.getpid()}").touch()
+    time.sleep(STUCK_SECONDS)
+
+
+def init_hangs_in_one_worker(directory: str) -> None:
+    """The first worker to get here hangs in its init; the others start."""
+    try:
+        Path(directory, "hung").touch(exist_ok=False)
+    except FileExistsError:
+        return
+    time.sleep(STUCK_SECONDS)
+
+
+def leave_a_pool_open(x: int) -> int:
+    """Run a job on a nested pool (fork) and leave that pool open."""
+    pool = minipool.Pool(1, start_method="fork")
+    _left_open.append(pool)
+    return int(pool.submit(square, x).result(timeout=RELEASE_TIMEOUT))
+
+
+def leave_a_thread_running() -> str:
+    """Start a thread that is not a daemon and outlives the job by far."""
+    thread = threading.Thread(target=time.sleep, args=(STUCK_SECONDS,), daemon=False)
+    thread.start()
+    _left_open.append(thread)
+    return "started"
+
+
+def start_a_process_then(how: str, pid_file: str, own_session: bool = False) -> int:
+    """Start a process that sleeps, write its pid to ``pid_file``, then ``how``:
+    ``return`` its pid, ``crash`` (``os._exit(1)``) or ``overrun`` (sleep past any timeout)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import time; time.sleep({STUCK_SECONDS})"],
+        start_new_session=own_session,
+    )
+    Path(pid_file).write_text(str(child.pid))
+    if how == "crash":
+        os._exit(1)
+    if how == "overrun":
+        time.sleep(STUCK_SECONDS)
+    return child.pid

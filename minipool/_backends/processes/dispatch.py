@@ -8,8 +8,9 @@
   unknown length. So once the queue is empty and a worker is idle, the tasks
   that busy workers hold but have not started are taken back (see
   ``shared.Gate``) and dispatched again; a worker they were taken from is
-  *stalled* and gets no more until its long job ends. No job then waits
-  behind another while a worker is idle.
+  *stalled* and gets no more until its long job ends (or its init, for a
+  worker still starting). No job then waits behind another while a worker is
+  idle.
 - **Requeue.** The jobs of a dead worker go back to the front of the queue in
   crash-safe pieces; a job that failed and may run again goes there as it is.
 
@@ -85,7 +86,7 @@ class Dispatcher:
                 continue
             taken = worker.take_back()
             if taken:
-                worker.stalled = worker.life is not Life.STARTING
+                worker.stalled = True  # until its long job or its init ends
                 for held in taken:
                     held.task.receiver.unplace(held)
                 self.pending.extend(held.rest() for held in taken)

@@ -12,6 +12,13 @@ A worker's life, as the master sees it (``Life``)::
 
 Only a STARTING or SERVING worker is sent tasks; a worker that dies STARTING
 died in its init.
+
+A worker must be gone by its ``exit_deadline`` once it has one: once it says
+it only exits (``EXITING``, after its teardown), or once it is retired while
+still in its init (which may never end). Past it, the master kills it
+(``kill_late``). Every kill takes the worker's process group, which the
+processes its jobs start belong to, and so does its exit: they die with it,
+unless they left the group (``setsid()``, ``start_new_session=True``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Iterator
+from time import monotonic
 from typing import Any
 
 from ..._context import CLAIMED_CELL, IDLE
@@ -37,6 +45,11 @@ _READ_SIZE = 1 << 20
 # Linux lets an unprivileged process grow a pipe to 1 MiB (from 64 KiB): a
 # large chunk or result then crosses in a few system calls instead of dozens.
 _PIPE_SIZE = 1 << 20
+# How long a worker may take to exit once it only exits, or to leave an init
+# that keeps it from reading STOP: long enough for a slow init to finish and
+# for multiprocessing to flush what a job put in its queues; short enough that
+# shutdown() does not wait on a thread or a process a job left running.
+EXIT_GRACE_SECONDS = 5.0
 _SIGNAL_HINTS = {
     signal.SIGKILL: " (often the out-of-memory killer)",
     signal.SIGSEGV: " (a crash in native code)",
@@ -84,8 +97,10 @@ class WorkerHandle:
     __slots__ = (
         "_claims",
         "_connections",
+        "_late_for",
         "_owned_fds",
         "accepting",
+        "exit_deadline",
         "gate",
         "held",
         "init_error",
@@ -144,10 +159,12 @@ class WorkerHandle:
         self.timed_tasks = 0  # how many of the tasks it holds have a task_timeout
         self.tasks_sent = 0  # the number of the last task sent (see shared.Gate)
         self.jobs_sent = 0
-        # Its unstarted tasks were taken back because it ran one long: it gets
-        # no more until that one ends.
+        # Its unstarted tasks were taken back because it ran one long, or was
+        # still in its init: it gets no more until that one ends, or its init.
         self.stalled = False
         self.killed_for: int | None = None  # the job it was killed for overrunning
+        self.exit_deadline: float | None = None  # monotonic(); see the module's docstring
+        self._late_for = ""  # what it would be killed for missing exit_deadline
         self.init_error: InitError | None = None  # what its init raised
         self.log_generation = 0  # of the last LOGS frame received (see log_spill)
 
@@ -156,7 +173,7 @@ class WorkerHandle:
 
     @property
     def takes_tasks(self) -> bool:
-        return self.accepting and not (self.stalled and self.held) and self.has_room
+        return self.accepting and not self.stalled and self.has_room
 
     @property
     def busy_elsewhere(self) -> bool:
@@ -241,14 +258,31 @@ class WorkerHandle:
     # ---- its life ------------------------------------------------------------------
 
     def ready(self) -> None:
+        self.stalled = False
         if self.life is Life.STARTING:
             self.life = Life.SERVING
+        elif self.life is Life.RETIRING:
+            self.exit_deadline = None  # out of init: it reads its STOP and tears down
 
     def retire(self) -> None:
-        """Ask the worker to exit once it has run what it claims."""
+        """Ask the worker to exit once it has run what it claims (if it is in its init,
+        by ``EXIT_GRACE_SECONDS`` from now)."""
         if self.accepting:
+            if self.life is Life.STARTING:
+                self._set_exit_deadline("to end its init once the pool was done with it")
             self.life, self.accepting = Life.RETIRING, False
             self.outbox.add(STOP)
+
+    def exiting(self) -> None:
+        """It tore down and only exits now (an ``EXITING`` frame)."""
+        if self.life is not Life.KILLED:
+            self._set_exit_deadline(
+                "to exit after its teardown (a thread or a process its jobs left running?)"
+            )
+
+    def _set_exit_deadline(self, late_for: str) -> None:
+        self.exit_deadline = monotonic() + EXIT_GRACE_SECONDS
+        self._late_for = late_for
 
     def leaving(self) -> None:
         """It said it exits (past ``max_worker_memory``): the tasks it did not claim never ran."""
@@ -279,9 +313,30 @@ class WorkerHandle:
 
     def kill_for(self, job: int) -> None:
         """``job`` overran its ``task_timeout``: SIGKILL the process (its exit settles the job)."""
-        self.life, self.accepting = Life.KILLED, False
         self.killed_for = job
-        self.process.kill()
+        self.kill()
+
+    def kill_late(self) -> str:
+        """Past its ``exit_deadline``: SIGKILL it; what it was late for, in words."""
+        late_for = self._late_for
+        self.kill()
+        return (
+            f"worker {self.slot} (pid {self.pid}) took more than {EXIT_GRACE_SECONDS:g} s "
+            f"{late_for}; it was killed"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the worker and the processes in its group (its exit is on its way)."""
+        self.life, self.accepting = Life.KILLED, False
+        self.exit_deadline = None
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and its group, and nothing else (any thread may call it)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # not its group's leader yet
+            self.process.kill()
 
     def flush(self) -> bool:
         """Write what the pipe takes; True when nothing is left. A dead worker takes nothing."""
@@ -309,6 +364,9 @@ class WorkerHandle:
         (multiprocessing's own exit handler, at interpreter exit, does).
         """
         self.process.join()
+        # What its jobs started and left running dies with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         self._owned_fds.difference_update((self.jobs_fd, self.results_fd))
         for connection in self._connections:
             with contextlib.suppress(OSError):

@@ -60,6 +60,7 @@ master finds them if the worker dies first (see ``log_spill``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import selectors
@@ -70,7 +71,16 @@ from ... import _exits
 from ..._context import IDLE
 from ..._errors import PoolError
 from ..._logging import LogRouter, worker_levels
-from ..._messages import INIT_FAILED, LOGS, OUTCOME, READY, RECYCLING, Outcome, generation_of
+from ..._messages import (
+    EXITING,
+    INIT_FAILED,
+    LOGS,
+    OUTCOME,
+    READY,
+    RECYCLING,
+    Outcome,
+    generation_of,
+)
 from ..._options import PoolOptions
 from ..._scheduling import TARGET_CHUNK_SECONDS
 from ..._tasks import Task
@@ -88,6 +98,7 @@ from .worker import WorkerConfig
 # InitError: enough to ride out a database that refused one connection, few
 # enough to fail within seconds instead of respawning forever.
 INIT_ATTEMPTS = 3
+_log = logging.getLogger("minipool")
 STOPPED = "the pool was stopped before this job ran"
 SHUT_DOWN = "the pool was shut down before this job ran"
 STOPPED_UNSENT = "the pool was stopped before this job's outcome came back from its worker"
@@ -168,7 +179,7 @@ class Master(BackendBase):
         """Last resort (interpreter exit, a master failure): SIGKILL every worker."""
         for worker in list(self._workers):
             if worker is not None and worker.process.exitcode is None:
-                worker.process.kill()
+                worker.kill_group()
 
     @property
     def stop_requested(self) -> bool:
@@ -203,7 +214,8 @@ class Master(BackendBase):
     def _step(self) -> None:
         for key, _ in self._selector.select(timeouts.seconds_left(self._workers)):
             key.data()
-        timeouts.expire(self._workers)
+        for late in timeouts.expire(self._workers):
+            _log.warning("minipool: %s", late)
         self._advance()
 
     def _advance(self) -> None:
@@ -279,6 +291,8 @@ class Master(BackendBase):
                 self._logs.deliver(worker.slot, worker.pid, payload)
             elif kind == RECYCLING:
                 worker.leaving()
+            elif kind == EXITING:
+                worker.exiting()
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         outcome = Outcome.decode(payload)

@@ -1,4 +1,8 @@
-"""``task_timeout``: when the master must wake up, and which workers have overrun.
+"""Deadlines: when the master must wake up, and which workers to kill.
+
+Two kinds: a job's ``task_timeout``, and a worker's ``exit_deadline`` (see
+``handle``), by when a worker that only exits, or that was retired in its
+init, must be gone.
 
 A timed job's clock starts when its worker claims its task (a task of one
 job: its arguments' unpickling counts) or starts the job, and runs until its
@@ -19,18 +23,28 @@ from .handle import Life, WorkerHandle
 
 
 def seconds_left(workers: Sequence[WorkerHandle | None]) -> float | None:
-    """How long the master may sleep; None when no job has a timeout."""
+    """How long the master may sleep; None when there is no deadline."""
     now = monotonic()
     deadlines = [deadline for _, _, deadline in _timed(workers, now)]
+    deadlines += [deadline for _, deadline in _exiting(workers)]
     return max(0.0, min(deadlines) - now) if deadlines else None
 
 
-def expire(workers: Sequence[WorkerHandle | None]) -> None:
-    """SIGKILL each worker whose job has overrun; its exit settles the job as TaskTimeout."""
+def expire(workers: Sequence[WorkerHandle | None]) -> list[str]:
+    """SIGKILL each worker whose job has overrun (its exit settles the job as TaskTimeout)
+    and each worker past its exit deadline; for the latter, what happened, in words."""
     now = monotonic()
     for worker, job, deadline in _timed(workers, now):
         if job != IDLE and now >= deadline:
             worker.kill_for(job)
+    return [worker.kill_late() for worker, deadline in _exiting(workers) if now >= deadline]
+
+
+def _exiting(workers: Sequence[WorkerHandle | None]) -> Iterator[tuple[WorkerHandle, float]]:
+    """Each worker with an exit deadline, and the deadline."""
+    for worker in workers:
+        if worker is not None and worker.exit_deadline is not None:
+            yield worker, worker.exit_deadline
 
 
 def _timed(

@@ -29,12 +29,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ... import _context
+from ... import _context, _exits
 from ..._context import CHUNK_WIDE
 from ..._execute import execute, start
 from ..._log_shipping import install as install_logging
 from ..._logging import LogLevels
-from ..._messages import CHUNK, CHUNK_PREFIX, INIT_FAILED, READY, RECYCLING, TIMED, FrameReader
+from ..._messages import (
+    CHUNK,
+    CHUNK_PREFIX,
+    EXITING,
+    INIT_FAILED,
+    READY,
+    RECYCLING,
+    TIMED,
+    FrameReader,
+)
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
 from .log_spill import LogSpill
 from .sender import HOLD_SECONDS, Sender
@@ -63,8 +72,11 @@ class WorkerConfig:
 
 def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     """Entry point of a worker process; ``jobs`` and ``results`` are its pipe ends."""
-    # Ctrl-C reaches the whole process group; the caller decides what it means.
-    # (This process started with SIGINT blocked: see handle._sigint_blocked.)
+    # A process group of its own, which the processes its jobs start join: the
+    # master kills the group, so that they die with this worker (see handle).
+    os.setpgid(0, 0)
+    # Ctrl-C is the caller's to handle. (This process started with SIGINT
+    # blocked: see handle._sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     context = _context.WorkerContext(config.worker_id, config.shared, config.gate)
@@ -73,6 +85,21 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     os.register_at_fork(after_in_child=partial(_forked_by_a_job, context, sender))
     _start_lifeline(jobs.fileno(), sender)
     context.logger = install_logging(config.log_levels, sender.ship)
+    try:
+        _live(config, jobs.fileno(), sender, context)
+    finally:
+        # Pools a job or init left open: stopped, not joined forever at exit.
+        _exits.stop_live_pools()
+        # From here the process only exits; the master kills it if it lingers
+        # (a thread or a child process a job left running that exit waits for).
+        sender.add(EXITING)
+        sender.flush()
+
+
+def _live(
+    config: WorkerConfig, jobs_fd: int, sender: Sender, context: _context.WorkerContext
+) -> None:
+    """Init, the jobs, teardown."""
     try:
         context.state, teardown = start(config.init)
     except BaseException as error:
@@ -84,7 +111,7 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     sender.add(READY)
     sender.flush()
     try:
-        _serve(jobs.fileno(), sender, context, config.gate, config.max_memory)
+        _serve(jobs_fd, sender, context, config.gate, config.max_memory)
     finally:
         try:
             teardown()
