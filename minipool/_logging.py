@@ -115,11 +115,11 @@ class LogRouter:
         """Deliver each event of a ``LOGS`` payload; never raises into the master loop."""
         route = self._to_sink if self._sink is not None else _CallerLogging().route
         for event in decode_events(payload):
-            if isinstance(event, Exception):
+            if isinstance(event, BaseException):
                 event = (STRUCTLOG_EVENT, _unreadable(event, worker_id))
             try:
                 route(*event, worker_id, pid)
-            except Exception:
+            except BaseException:  # the user's sink or handler; even SystemExit must not end us
                 self._report_failure()
 
     def _to_sink(self, kind: int, fields: dict[str, Any], worker_id: int, pid: int) -> None:
@@ -203,7 +203,7 @@ def _as_event_dict(kind: int, fields: dict[str, Any], worker_id: int, pid: int) 
     return event
 
 
-def _unreadable(error: Exception, worker_id: int) -> dict[str, Any]:
+def _unreadable(error: BaseException, worker_id: int) -> dict[str, Any]:
     return {
         "event": (
             f"a log event from worker {worker_id} could not be unpickled in the caller "

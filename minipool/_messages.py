@@ -337,15 +337,19 @@ def _picklable_or_repr(value: Any) -> Any:
     return value
 
 
-def decode_events(payload: bytes | memoryview) -> Iterator[tuple[int, dict[str, Any]] | Exception]:
+def decode_events(
+    payload: bytes | memoryview,
+) -> Iterator[tuple[int, dict[str, Any]] | BaseException]:
     """The ``(kind, fields)`` of each event in a ``LOGS`` payload, or why one did not unpickle."""
     position = _GENERATION.size
     end = len(payload)
     while position + _LENGTH.size <= end:
         (size,) = _LENGTH.unpack_from(payload, position)
         position += _LENGTH.size
+        event: tuple[int, dict[str, Any]] | BaseException
         try:
-            yield pickle.loads(payload[position : position + size])
-        except Exception as error:  # a class the caller cannot import, say
-            yield error
+            event = pickle.loads(payload[position : position + size])
+        except BaseException as error:  # a class the caller cannot import; a hostile __reduce__
+            event = error
+        yield event
         position += size

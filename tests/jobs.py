@@ -549,6 +549,10 @@ def log_unpicklable() -> None:
     minipool.get_logger().info("odd value", lock=threading.Lock())
 
 
+def log_value_that_exits_in_the_caller() -> None:
+    minipool.get_logger().info("exits", value=ExitsInCaller())
+
+
 def log_and_print(x: int) -> int:
     print(f"printed by job {x}", flush=True)
     return x

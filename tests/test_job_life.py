@@ -161,6 +161,38 @@ def test_cancelled_jobs_are_seen_by_wait_and_as_completed(
     assert blocker.result(timeout=30) == "blocker"
 
 
+@pytest.mark.parametrize("how", ["stop", "shutdown-cancel-futures"])
+def test_jobs_the_pool_cancels_reach_waiters_already_waiting(
+    make_pool: MakePool, tmp_path: Path, how: str
+) -> None:
+    """``as_completed()`` and ``wait()``, waiting before ``stop()`` or
+    ``shutdown(cancel_futures=True)``, see every job it cancels, at once: the stdlib pool
+    misses them (gh-87893), and so did minipool."""
+    pool = make_pool(1)
+    blocker, release = _blocker(pool, tmp_path)
+    queued = [pool.submit(jobs.square, x) for x in range(10)]
+    completed: list[Any] = []
+    waited: list[Any] = []
+    waiters = [
+        threading.Thread(target=lambda: completed.extend(as_completed(queued, timeout=30))),
+        threading.Thread(target=lambda: waited.append(wait(queued, timeout=30))),
+    ]
+    for waiter in waiters:
+        waiter.start()
+    if how == "stop":
+        pool.stop()
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for waiter in waiters:
+        waiter.join(timeout=30)
+    assert not blocker.done()  # the waiters did not wait for it
+    assert sorted(map(id, completed)) == sorted(map(id, queued))
+    assert waited[0].done == set(queued) and not waited[0].not_done
+    assert all(future.cancelled() for future in queued)
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+
+
 # ---- no job waits behind another while a worker is idle ---------------------------------
 
 

@@ -330,19 +330,37 @@ def test_events_from_other_threads_and_odd_values_arrive(
     assert "lock" in events[1]["lock"]
 
 
+@pytest.mark.parametrize("raised", [RuntimeError, SystemExit], ids=["error", "system-exit"])
 def test_a_failing_sink_is_reported_once_and_the_pool_runs_on(
-    make_pool: Callable[..., minipool.Pool], capsys: pytest.CaptureFixture[str]
+    make_pool: Callable[..., minipool.Pool],
+    capsys: pytest.CaptureFixture[str],
+    raised: type[BaseException],
 ) -> None:
-    """A sink that raises loses its events, says so once on stderr, and breaks nothing."""
+    """A sink that raises (even ``SystemExit``) loses its events, says so once on stderr,
+    and breaks nothing: the pool's thread goes on."""
 
     def broken_sink(event: dict[str, Any]) -> None:
-        raise RuntimeError("sink is broken")
+        raise raised("sink is broken")
 
     with make_pool(1, log_sink=broken_sink) as pool:
         assert list(pool.map(jobs.log_structlog, range(10))) == list(range(10))
+        assert pool.submit(jobs.log_structlog, 11).result(timeout=TIMEOUT) == 11
     err = capsys.readouterr().err
     assert err.count("log_sink raised") == 1
-    assert "RuntimeError: sink is broken" in err
+    assert f"{raised.__name__}: sink is broken" in err
+
+
+def test_an_event_whose_value_exits_as_it_unpickles_is_reported_in_its_place(
+    make_pool: Callable[..., minipool.Pool],
+) -> None:
+    """A logged value whose unpickling raises ``SystemExit`` in the caller becomes an event
+    that says so; the pool's thread goes on."""
+    events: Events = []
+    with make_pool(1, log_sink=events.append) as pool:
+        pool.submit(jobs.log_value_that_exits_in_the_caller).result(timeout=TIMEOUT)
+        assert pool.submit(jobs.log_structlog, 3).result(timeout=TIMEOUT) == 3
+    assert "could not be unpickled in the caller" in events[0]["event"]
+    assert len(events) == 2
 
 
 def test_inherited_handlers_do_not_write_twice(tmp_path: Path) -> None:
