@@ -55,6 +55,15 @@ def _parent_pids() -> dict[int, int]:
     return parents
 
 
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited between open and read
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def descendants(pid: int | None = None) -> set[int]:
     """Every process below ``pid`` (this process by default), however deep."""
     root = os.getpid() if pid is None else pid

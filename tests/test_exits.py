@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
+from helpers import gone, wait_for
 
 WAITING_CALLER = textwrap.dedent(
     """
@@ -87,14 +87,6 @@ def _caller(tmp_path: Path, script: str, *args: str) -> Iterator[subprocess.Pope
             caller.stdout.close()
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
 @pytest.mark.parametrize("how", ["with", "shutdown"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_while_shutdown_waits_stops_the_pool_and_a_second_kills_it(
@@ -120,7 +112,7 @@ def test_a_signal_while_shutdown_waits_stops_the_pool_and_a_second_kills_it(
         os.kill(caller.pid, signum)
         caller.wait(timeout=15)
         stdout = caller.stdout.read()
-    assert wait_for(lambda: _gone(worker), 10)
+    assert wait_for(lambda: gone(worker), 10)
     assert "after shutdown" not in stdout
     text = stderr.read_text()
     if signum == signal.SIGTERM:

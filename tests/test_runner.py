@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import gone, wait_for
 
 TESTS_DIR = Path(__file__).resolve().parent
 # The most any one runner may take; a passing one takes well under a second or two.
@@ -140,15 +140,6 @@ def _calls(tmp_path: Path) -> list[tuple[int, int]]:
 
 def _line_count(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _stderr_lines(stderr: str) -> list[str]:
@@ -351,7 +342,7 @@ def test_signal_stops_the_run_and_resume_finishes_it(
     assert len(set(finished)) == len(finished) < SLOW_RECORDS
     calls_before = _calls(tmp_path)
     workers = {pid for _, pid in calls_before}
-    assert wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
+    assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
 
     done = _run(tmp_path, *args, "--resume")
     assert done.returncode == 0, done.stderr
@@ -385,7 +376,7 @@ def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     assert "--resume" in hint
     assert sorted(line["index"] for line in _read(output)) == [1, 2, 3, 4, 5]
     workers = {pid for _, pid in _calls(tmp_path)}
-    assert wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
+    assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
 
     (tmp_path / "release").touch()
     calls_before = len(_calls(tmp_path))

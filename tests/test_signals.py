@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
+from helpers import gone, wait_for
 
 CALLER = textwrap.dedent(
     """
@@ -39,21 +39,15 @@ CALLER = textwrap.dedent(
     if __name__ == "__main__":
         method, directory = sys.argv[1], sys.argv[2]
         pool = minipool.Pool(2, start_method=method)
-        pool.submit(busy_forever, os.path.join(directory, "busy"))
+        busy = os.path.join(directory, "busy")
+        pool.submit(busy_forever, busy)
+        while not os.path.exists(busy):  # then the other worker is the idle one
+            time.sleep(0.01)
         idle = pool.submit(getpid).result(timeout=30)
         print(idle, flush=True)
         time.sleep(600)  # until the test kills this process
     """
 )
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited between open and read
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _describe(pids: list[int]) -> str:
@@ -94,7 +88,7 @@ def test_workers_exit_soon_after_the_caller_is_killed(tmp_path: Path, start_meth
         assert idle != busy
         os.kill(caller.pid, signal.SIGKILL)
         caller.wait(timeout=30)
-        assert wait_for(lambda: _gone(idle) and _gone(busy), timeout=10), _describe(workers)
+        assert wait_for(lambda: gone(idle) and gone(busy), timeout=10), _describe(workers)
     finally:
         caller.kill()
         caller.wait(timeout=30)
@@ -156,7 +150,7 @@ def _assert_stopped_cleanly(tmp_path: Path, stdout: str) -> None:
     inits = {path.name.split("-")[1] for path in tmp_path.glob("init-*")}
     teardowns = {path.name.split("-")[1] for path in tmp_path.glob("teardown-*")}
     assert inits and teardowns == inits
-    assert all(_gone(int(pid)) for pid in inits)
+    assert all(gone(int(pid)) for pid in inits)
     assert "after the with block" not in stdout
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jobs
 import pytest
-from helpers import Snapshot, wait_for
+from helpers import Snapshot, gone, wait_for
 
 import minipool
 from minipool._backends.processes.handle import EXIT_GRACE_SECONDS
@@ -40,16 +40,8 @@ def _shutdown_within(pool: minipool.Pool, seconds: float) -> float:
     return time.monotonic() - began
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _kill_if_alive(pid: int) -> None:
-    if _alive(pid):
+    if not gone(pid):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -126,9 +118,9 @@ def test_a_process_a_job_starts_dies_with_its_worker(
     child = int(pid_file.read_text())
     try:
         if how == "return":
-            assert _alive(child)  # a process a job starts may outlive the job
+            assert not gone(child)  # a process a job starts may outlive the job
             _shutdown_within(pool, BOUND)
-        assert wait_for(lambda: not _alive(child), 10)
+        assert wait_for(lambda: gone(child), 10)
     finally:
         _kill_if_alive(child)
 
@@ -146,7 +138,7 @@ def test_a_process_that_leaves_the_workers_group_outlives_it(
     child = int(pid_file.read_text())
     try:
         assert pool.submit(jobs.square, 3).result(timeout=30) == 9  # the worker was replaced
-        assert _alive(child)
+        assert not gone(child)
     finally:
         _kill_if_alive(child)
 
