@@ -342,6 +342,11 @@ def test_stop_lets_running_jobs_finish_and_cancels_the_rest(
         pool.submit(jobs.square, 1)
 
 
+def _tasks_queued_on_worker(dask_worker: Any) -> int:
+    """How many tasks a worker holds that it has not started (run on each worker)."""
+    return sum(task.state in ("ready", "constrained") for task in dask_worker.state.tasks.values())
+
+
 def _dask_blocker(pool: minipool.Pool, tmp_path: Path, name: str = "blocker") -> tuple[Any, Path]:
     """Submit a job that runs until the test creates the returned path; wait until it runs."""
     started, release = tmp_path / f"{name}-started", tmp_path / f"{name}-release"
@@ -351,7 +356,7 @@ def _dask_blocker(pool: minipool.Pool, tmp_path: Path, name: str = "blocker") ->
 
 
 def test_running_and_cancel_follow_the_job_on_its_worker(
-    make_pool: Callable[..., minipool.Pool], tmp_path: Path
+    make_pool: Callable[..., minipool.Pool], cluster: str, tmp_path: Path
 ) -> None:
     """A job is running() once a worker starts it, and cannot be cancelled then; one that
     waits for a worker is not running(), and cancel() means it never runs."""
@@ -363,6 +368,10 @@ def test_running_and_cancel_follow_the_job_on_its_worker(
     waiting = pool.submit(jobs.write_marker, str(tmp_path), "waiting")  # both workers busy
     assert not wait_for(waiting.running, 1.0)
     assert waiting.cancel() and waiting.cancelled()
+    # Dask tells the worker that holds the task in its queue after cancel() returns; a
+    # worker freed before it hears would start it (README: "On a Dask cluster").
+    with _client(cluster) as client:
+        assert wait_for(lambda: sum(client.run(_tasks_queued_on_worker).values()) == 0, 30)
     release_first.touch()
     release_second.touch()
     assert (first.result(timeout=30), second.result(timeout=30)) == ("first", "second")
