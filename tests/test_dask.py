@@ -284,12 +284,26 @@ def test_a_killed_worker_gives_worker_crashed(
     assert pool.stats.worker_restarts == 1
 
 
+def test_a_job_that_raised_retries(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -> None:
+    """With retries=1, a job that raised once runs again, counted as a retry, and succeeds."""
+    pool = make_pool(retries=1)
+    future = pool.submit(jobs.fail_first_attempts, str(tmp_path), "job", 1, "raise")
+    assert future.result(timeout=60) == 2
+    assert (pool.stats.retried, pool.stats.failed) == (1, 0)
+
+
 def test_a_killed_worker_retries(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -> None:
-    """With retries=1, a job that killed its worker once runs again and succeeds."""
+    """With retries=1, a job that killed its worker once runs again and succeeds.
+
+    Its second run is a retry if the news of its start reached the caller before the
+    news of the death; if not, it runs again unblamed (README: "On a Dask cluster"), and
+    no retry is counted. Under load (CI, Python 3.13) the second happened.
+    """
     pool = make_pool(retries=1)
     future = pool.submit(jobs.fail_first_attempts, str(tmp_path), "job", 1, "kill")
     assert future.result(timeout=60) == 2
-    assert pool.stats.retried == 1
+    assert pool.stats.retried in (0, 1)
+    assert pool.stats.failed == 0
 
 
 def test_a_chunk_whose_worker_died_runs_again_job_by_job(
