@@ -10,7 +10,10 @@
   ``shared.Gate``) and dispatched again; a worker they were taken from is
   *stalled* and gets no more until its long job ends (or its init, for a
   worker still starting). No job then waits behind another while a worker is
-  idle.
+  idle. A worker that holds tasks but is between two of them may be about to
+  start a long one, and starting a job is no event the master hears of: while
+  a worker idles beside such tasks, the master looks again every
+  ``RECHECK_SECONDS`` (``recheck``).
 - **Requeue.** The jobs of a dead worker go back to the front of the queue in
   crash-safe pieces; a job that failed and may run again goes there as it is.
 
@@ -31,6 +34,11 @@ from ..._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, cr
 from ..._tasks import Task
 from .handle import Life, WorkerHandle
 
+# How soon the master looks again at tasks that wait, unstarted, at a worker
+# between two jobs while another worker idles: what a job that starts long then
+# costs the tasks behind it. Only in that state does the master wake for it.
+RECHECK_SECONDS = 0.01
+
 
 class Dispatcher:
     """The master's queue of tasks and its placement rules; used from the master thread only
@@ -40,6 +48,7 @@ class Dispatcher:
         self.pending: deque[Task] = deque()
         self.timer = JobTimer()
         self.crashes = 0  # worker deaths that cost jobs (crashes, timeouts)
+        self.recheck = False  # rebalance again in RECHECK_SECONDS (see the module's docstring)
         self._max_tasks = max_tasks_per_worker
         self._completed = completed
 
@@ -79,10 +88,14 @@ class Dispatcher:
 
     def rebalance(self, workers: Sequence[WorkerHandle | None]) -> None:
         """With nothing queued and a worker idle, take back what busy workers have not started."""
+        self.recheck = False
         if self.pending or not any(_idle(worker) for worker in workers):
             return
         for worker in workers:
-            if worker is None or worker.life is Life.KILLED or not worker.busy_elsewhere:
+            if worker is None or worker.life is Life.KILLED:
+                continue
+            if not worker.busy_elsewhere:
+                self.recheck = self.recheck or worker.holds_unstarted
                 continue
             taken = worker.take_back()
             if taken:

@@ -181,6 +181,11 @@ class WorkerHandle:
         return self.life is Life.STARTING or self.gate.running != IDLE
 
     @property
+    def holds_unstarted(self) -> bool:
+        """Whether a task it holds waits for it to start it."""
+        return bool(self.held) and self.held[-1].number > self.gate.claimed
+
+    @property
     def has_room(self) -> bool:
         """Whether another task may be sent: no more than ``RING`` may wait to be read,
         counting those taken back (a revoked task's frame is still in the pipe, and its

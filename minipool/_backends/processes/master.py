@@ -87,7 +87,7 @@ from ..._tasks import Task
 from ..base import BackendBase
 from . import timeouts
 from .blame import judge
-from .dispatch import Dispatcher
+from .dispatch import RECHECK_SECONDS, Dispatcher
 from .handle import Life, WorkerHandle
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
@@ -212,7 +212,10 @@ class Master(BackendBase):
             self._done.set()
 
     def _step(self) -> None:
-        for key, _ in self._selector.select(timeouts.seconds_left(self._workers)):
+        timeout = timeouts.seconds_left(self._workers)
+        if self._dispatch.recheck:
+            timeout = RECHECK_SECONDS if timeout is None else min(timeout, RECHECK_SECONDS)
+        for key, _ in self._selector.select(timeout):
             key.data()
         for late in timeouts.expire(self._workers):
             _log.warning("minipool: %s", late)
