@@ -72,6 +72,30 @@ def check_options(
     )
 
 
+def one_spelling(name: str, value: Any, alias: str, alias_value: Any, unset: Any = None) -> Any:
+    """The value of an option that has two names, minipool's and ``ProcessPoolExecutor``'s
+    (``alias``); giving both is a ``TypeError``, as the contract says."""
+    if alias_value is unset:
+        return value
+    if value is not unset:
+        raise TypeError(
+            f"{name}= and {alias}= are the same option ({alias} is ProcessPoolExecutor's "
+            f"name for it); pass only one of them"
+        )
+    return alias_value
+
+
+def start_method_of(mp_context: Any) -> str:
+    """The start method of ``mp_context`` (``ProcessPoolExecutor``'s keyword)."""
+    get_start_method = getattr(mp_context, "get_start_method", None)
+    if get_start_method is None:
+        raise TypeError(
+            "mp_context must be a multiprocessing context, such as "
+            f"multiprocessing.get_context('spawn'), got {mp_context!r}"
+        )
+    return str(get_start_method())
+
+
 def _pickle_init(init: Any, init_args: Any) -> bytes | None:
     if init is None:
         return None

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _exits
 from ._backends import start_backend
 from ._map import map_jobs
-from ._options import check_options, name_of
+from ._options import check_options, name_of, one_spelling, start_method_of
 from ._pickling import dumps_function
 from ._stats import PoolStats
 from ._tasks import JobFuture, JobReceiver, Task
@@ -47,6 +47,12 @@ class Pool(Executor):
     configuration lets through, as it stands when each worker starts, or,
     given ``log_level`` (``logging.INFO``, ``"debug"``...), that level and up.
 
+    ``ProcessPoolExecutor``'s keywords work too, as synonyms: ``max_workers``
+    (``workers``), ``mp_context`` (``start_method``: that context's),
+    ``initializer`` and ``initargs`` (``init`` and ``init_args``), and
+    ``max_tasks_per_child`` (``max_tasks_per_worker``). Both names of one
+    option at once is a ``TypeError``.
+
     ``cluster`` runs the jobs on a Dask distributed cluster instead (the
     ``cluster`` extra): a scheduler address (``"tcp://host:8786"``), a
     ``distributed.Client``, or ``"local"`` for ``workers`` Dask worker
@@ -70,7 +76,22 @@ class Pool(Executor):
         log_sink: Callable[[dict[str, Any]], object] | None = None,
         log_level: int | str | None = None,
         cluster: Any = None,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_child: int | None = None,
     ) -> None:
+        workers = one_spelling("workers", workers, "max_workers", max_workers)
+        init = one_spelling("init", init, "initializer", initializer)
+        init_args = one_spelling("init_args", init_args, "initargs", initargs, unset=())
+        max_tasks_per_worker = one_spelling(
+            "max_tasks_per_worker", max_tasks_per_worker, "max_tasks_per_child", max_tasks_per_child
+        )
+        if mp_context is not None:
+            start_method = one_spelling(
+                "start_method", start_method, "mp_context", start_method_of(mp_context)
+            )
         options = check_options(
             workers,
             init=init,
@@ -94,6 +115,12 @@ class Pool(Executor):
     def workers(self) -> int:
         """How many worker processes the pool keeps running (on a Dask cluster: how many
         worker threads the cluster had when the pool started)."""
+        return self._backend.workers
+
+    @property
+    def _max_workers(self) -> int:
+        """``workers``, under the private name that tools built on ``ProcessPoolExecutor``
+        read (dask's ``scheduler="processes"`` with ``dask.config.set(pool=...)``)."""
         return self._backend.workers
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:

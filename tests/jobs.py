@@ -54,6 +54,14 @@ def getpid() -> int:
     return os.getpid()
 
 
+# Set anew by a test in the caller: a fork worker sees the new value, a spawned one this.
+CALLER_MARK = "as imported"
+
+
+def caller_mark() -> str:
+    return CALLER_MARK
+
+
 def getppid() -> int:
     return os.getppid()
 

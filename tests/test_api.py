@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import pickle
 from collections.abc import Callable
 from typing import Any
 
 import jobs
 import pytest
+from helpers import Snapshot
 
 import minipool
 
@@ -149,6 +151,63 @@ def test_bad_pool_arguments(
     workers = kwargs.pop("workers", 1)
     with pytest.raises(error, match=match):
         make_pool(workers, **kwargs)
+
+
+# ---- ProcessPoolExecutor's keywords ---------------------------------------------------
+
+
+def test_process_pool_executor_keywords_are_synonyms(make_pool: MakePool) -> None:
+    """max_workers, initializer, initargs and max_tasks_per_child mean what minipool's own
+    names mean; _max_workers reads as ProcessPoolExecutor's does."""
+    pool = make_pool(
+        None,
+        max_workers=1,
+        initializer=jobs.init_value,
+        initargs=("from initargs",),
+        max_tasks_per_child=1,
+    )
+    assert pool.workers == pool._max_workers == 1
+    assert pool.submit(jobs.read_state).result(timeout=30) == "from initargs"
+    pids = {pool.submit(jobs.getpid).result(timeout=30) for _ in range(3)}
+    assert len(pids) == 3  # a new worker after each job
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_mp_context_picks_the_start_method(
+    method: str, leak_check: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mp_context=multiprocessing.get_context(METHOD) starts the workers that way: a fork
+    worker sees what the caller changed since import, a spawned one does not."""
+    monkeypatch.setattr(jobs, "CALLER_MARK", "changed in the caller")
+    with minipool.Pool(1, mp_context=multiprocessing.get_context(method)) as pool:
+        seen = pool.submit(jobs.caller_mark).result(timeout=30)
+    assert seen == ("changed in the caller" if method == "fork" else "as imported")
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "value", "alias_value"),
+    [
+        ("workers", "max_workers", 1, 1),
+        ("init", "initializer", jobs.init_value, jobs.init_value),
+        ("init_args", "initargs", (1,), (1,)),
+        ("max_tasks_per_worker", "max_tasks_per_child", 1, 1),
+        ("start_method", "mp_context", "spawn", multiprocessing.get_context("spawn")),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_both_names_of_one_option_is_a_type_error(
+    name: str, alias: str, value: Any, alias_value: Any
+) -> None:
+    """Each option with two names refuses to be given under both, naming them."""
+    kwargs = {"init": jobs.init_value} if name == "init_args" else {}
+    with pytest.raises(TypeError, match=f"{name}= and {alias}= are the same option"):
+        minipool.Pool(**kwargs, **{name: value, alias: alias_value})
+
+
+def test_mp_context_must_be_a_context() -> None:
+    """mp_context="spawn" (a string) says what to pass instead."""
+    with pytest.raises(TypeError, match=r"mp_context must be a multiprocessing context"):
+        minipool.Pool(1, mp_context="spawn")
 
 
 def test_submit_refuses_a_non_callable(make_pool: MakePool) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import jobs
 import pytest
-from helpers import wait_for, wait_for_path
+from helpers import Snapshot, wait_for, wait_for_path
 
 import minipool
 
@@ -282,6 +282,20 @@ def test_a_killed_worker_gives_worker_crashed(
     assert raised.value.job_id == 0
     assert pool.submit(jobs.square, 3).result(timeout=60) == 9
     assert pool.stats.worker_restarts == 1
+
+
+def test_dask_processes_scheduler_runs_on_a_pool_given_as_its_pool(
+    leak_check: Snapshot,
+) -> None:
+    """``dask.config.set(pool=pool)`` with ``scheduler="processes"``, as with a
+    ProcessPoolExecutor: dask reads ``pool._max_workers``, and the graph runs on the pool."""
+    import dask
+    import dask.bag
+
+    with minipool.Pool(2, start_method="fork") as pool, dask.config.set(pool=pool):
+        bag = dask.bag.from_sequence(range(10), npartitions=4).map(jobs.square)
+        assert sorted(bag.compute(scheduler="processes")) == [x * x for x in range(10)]
+        assert pool.stats.completed > 0  # dask batches the partitions into a few jobs
 
 
 def test_a_job_that_raised_retries(make_pool: Callable[..., minipool.Pool], tmp_path: Path) -> None:

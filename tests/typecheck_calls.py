@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -24,6 +25,15 @@ def typical_calls() -> None:
         stats: minipool.PoolStats = pool.stats
         total: int = doubled.result() + sum(results) + stats.completed
         print(total, scaled.result())
+
+
+def process_pool_executor_calls() -> None:
+    """A script written for ProcessPoolExecutor, with only the class swapped."""
+    context = multiprocessing.get_context("spawn")
+    with minipool.Pool(
+        max_workers=2, mp_context=context, initializer=dict, initargs=(), max_tasks_per_child=10
+    ) as pool:
+        print(pool.submit(double, 3).result(), list(pool.map(double, range(3))))
 
 
 def logging_calls(events: list[dict[str, object]]) -> None:
