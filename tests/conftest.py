@@ -7,12 +7,18 @@ running or any file descriptor it opened is still open.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import Snapshot, check_no_leaks, descendants, kill_processes, leaked_processes
+from helpers import (
+    Snapshot,
+    check_no_leaks,
+    descendants,
+    kill_processes,
+    leaked_processes,
+    shut_down,
+)
 
 import minipool
 
@@ -74,15 +80,7 @@ def make_pool(leak_check: Snapshot) -> Iterator[Callable[..., minipool.Pool]]:
         return pool
 
     yield make
-    stuck = [pool for pool in pools if not _shut_down(pool, SHUTDOWN_TIMEOUT)]
+    stuck = [pool for pool in pools if not shut_down(pool, SHUTDOWN_TIMEOUT)]
     if stuck:
         kill_processes(leaked_processes(leak_check))
         pytest.fail(f"{len(stuck)} pool(s) did not shut down within {SHUTDOWN_TIMEOUT} s")
-
-
-def _shut_down(pool: minipool.Pool, timeout: float) -> bool:
-    """``pool.shutdown()`` with a deadline; False if it did not return in time."""
-    thread = threading.Thread(target=pool.shutdown, name="test-shutdown", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return not thread.is_alive()

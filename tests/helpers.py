@@ -10,10 +10,12 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # How often wait_for looks again: short enough that tests stay fast, long
 # enough that the poll itself costs nothing.
@@ -145,3 +147,12 @@ def kill_processes(pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def shut_down(pool: Any, timeout: float) -> bool:
+    """``pool.shutdown()`` with a deadline; False if it did not return in time (it goes on
+    in a daemon thread)."""
+    thread = threading.Thread(target=pool.shutdown, name="test-shutdown", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()

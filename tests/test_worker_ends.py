@@ -13,14 +13,13 @@ import concurrent.futures
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jobs
 import pytest
-from helpers import Snapshot, gone, wait_for
+from helpers import Snapshot, gone, shut_down, wait_for
 
 import minipool
 from minipool._backends.processes.handle import EXIT_GRACE_SECONDS
@@ -33,10 +32,7 @@ BOUND = EXIT_GRACE_SECONDS + 10
 def _shutdown_within(pool: minipool.Pool, seconds: float) -> float:
     """Run ``pool.shutdown()``; fail unless it returns within ``seconds``. Its duration."""
     began = time.monotonic()
-    thread = threading.Thread(target=pool.shutdown, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"shutdown() still waits after {seconds} s"
+    assert shut_down(pool, seconds), f"shutdown() still waits after {seconds} s"
     return time.monotonic() - began
 
 
