@@ -81,9 +81,6 @@ class Chunk(NamedTuple):
     kwargs: dict[str, Any] | None
     tracking: int = TRACKED
 
-    def encode(self) -> bytes:
-        return pickle.dumps(tuple(self), protocol=pickle.HIGHEST_PROTOCOL)
-
     @classmethod
     def decode(cls, payload: bytes | memoryview) -> Chunk:
         return tuple.__new__(cls, pickle.loads(payload))

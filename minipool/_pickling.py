@@ -24,12 +24,14 @@ loads = pickle.loads
 
 
 def dumps_value(value: Any) -> bytes:
-    """Pickle a result or an exception in a worker.
+    """Pickle a chunk's arguments in the caller, a result or an exception in a worker.
 
-    Plain pickle, or cloudpickle for what pickle cannot find by name: an
+    Plain pickle, or cloudpickle for what only it can carry: a lambda or a
+    closure among the arguments (dask's tasks are tuples of them), or an
     instance of a class from the caller's ``__main__``, which the worker has
     as its own copy, sent by value along with the function. cloudpickle tags
-    such a class so that the caller gets its own class back.
+    such a class so that the caller gets its own class back. The fast path
+    pays nothing for the fallback: a ``try`` costs nothing until it raises.
     """
     try:
         return pickle.dumps(value, protocol=PROTOCOL)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._messages import TRACKED, Chunk, chunk_header
+from ._pickling import dumps_value
 
 T = TypeVar("T")
 _futures_log = logging.getLogger("concurrent.futures")  # where Future logs failing callbacks
@@ -345,7 +346,9 @@ class Task:
     def frame(self) -> tuple[bytes, bytes]:
         """The ``CHUNK`` frame's header (with its prefix) and the pickled chunk."""
         if self._frame is None:
-            payload = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking).encode()
+            # Arguments travel as the function does: by value when only cloudpickle can.
+            chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking)
+            payload = dumps_value(tuple(chunk))
             header = chunk_header(
                 self.first_job_id, self.size, self.timeout is not None, len(payload)
             )

@@ -93,6 +93,11 @@ def make_closure(offset: int) -> Any:
     return shifted
 
 
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``: a job whose function arrives as an argument."""
+    return fn(*args, **kwargs)
+
+
 class Multiplier:
     """A callable object: ``Multiplier(3)(x) == 3 * x``."""
 

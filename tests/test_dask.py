@@ -284,9 +284,12 @@ def test_a_killed_worker_gives_worker_crashed(
     assert pool.stats.worker_restarts == 1
 
 
-def test_dask_processes_scheduler_runs_on_a_pool_given_as_its_pool() -> None:
-    """``dask.config.set(pool=pool)`` with ``scheduler="processes"``, as with a
-    ProcessPoolExecutor: dask reads ``pool._max_workers``, and the graph runs on the pool.
+@pytest.mark.parametrize("how", ["scheduler=pool", "config pool, processes"])
+def test_dask_local_schedulers_run_lambdas_on_a_pool(how: str) -> None:
+    """Dask's local schedulers take a pool as they take a ProcessPoolExecutor, with a
+    graph of lambdas (the common idiom): ``compute(scheduler=pool)``, and
+    ``dask.config.set(pool=pool)`` with ``scheduler="processes"`` (which reads
+    ``pool._max_workers``). Either way the graph runs on the pool.
 
     (No leak check here: the module's cluster restarts workers that other tests killed.)
     """
@@ -294,8 +297,9 @@ def test_dask_processes_scheduler_runs_on_a_pool_given_as_its_pool() -> None:
     import dask.bag
 
     with minipool.Pool(2, start_method="fork") as pool, dask.config.set(pool=pool):
-        bag = dask.bag.from_sequence(range(10), npartitions=4).map(jobs.square)
-        assert sorted(bag.compute(scheduler="processes")) == [x * x for x in range(10)]
+        bag = dask.bag.from_sequence(range(10), npartitions=4).map(lambda x: x + 1)
+        scheduler = pool if how == "scheduler=pool" else "processes"
+        assert sorted(bag.compute(scheduler=scheduler)) == list(range(1, 11))
         assert pool.stats.completed > 0  # dask batches the partitions into a few jobs
 
 

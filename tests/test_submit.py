@@ -53,6 +53,17 @@ def test_lambdas_closures_and_callable_objects_run(
     assert list(pool.map(fn, [10, 10])) == [expected, expected]
 
 
+def test_lambdas_and_closures_travel_as_arguments(make_pool: MakePool, start_method: str) -> None:
+    """An argument only cloudpickle can carry (a lambda, a closure), positional, keyword
+    or a map item, reaches the job as the function does."""
+    pool = make_pool(1, start_method=start_method)
+    assert pool.submit(jobs.call, lambda x: x * 2, 21).result(timeout=30) == 42
+    assert pool.submit(jobs.call, fn=jobs.make_closure(5), x=1).result(timeout=30) == 6
+    offsets = [jobs.make_closure(offset) for offset in range(3)]
+    assert list(pool.map(jobs.call, offsets, [10] * 3)) == [10, 11, 12]
+    assert list(pool.map(jobs.call, [lambda: "a", lambda: "b"])) == ["a", "b"]
+
+
 def test_a_job_may_return_a_closure(make_pool: MakePool, start_method: str) -> None:
     """A result pickle cannot carry (a closure) travels with cloudpickle instead."""
     pool = make_pool(start_method=start_method)
