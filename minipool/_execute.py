@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Protocol
 from . import _context
 from ._context import CHUNK_WIDE, IDLE, RUNNING_CELL
 from ._messages import ADAPTIVE, UNTRACKED, Buffer, Chunk, ErrorInfo, Outcome
-from ._pickling import FunctionCache, dumps_value, error_info, loads
+from ._pickling import FunctionCache, dumps_value, error_info
 from ._scheduling import UNTRACKED_BELOW_SECONDS
 
 # How many jobs of an ADAPTIVE chunk run tracked before the worker judges
@@ -35,11 +35,12 @@ from ._scheduling import UNTRACKED_BELOW_SECONDS
 MEASURED_JOBS = 16
 
 
-def start(init_blob: bytes | None) -> tuple[Any, Callable[[], None]]:
+def start(
+    init: Callable[..., Any] | None, init_args: tuple[Any, ...]
+) -> tuple[Any, Callable[[], None]]:
     """Run ``init``; return the worker state and the teardown to run at exit."""
-    if init_blob is None:
+    if init is None:
         return None, _nothing
-    init, init_args = loads(init_blob)
     if not inspect.isgeneratorfunction(init):
         return init(*init_args), _nothing
     manager = contextlib.contextmanager(init)(*init_args)

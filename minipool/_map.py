@@ -15,24 +15,28 @@ below ``TAIL_CHUNK_SHARE`` of that), so that the workers finish together.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import partial
-from itertools import chain, count, islice
+from itertools import chain, count, islice, repeat, starmap
 from typing import Any, cast
 
 from ._backends import Backend
 from ._checks import check_seconds
 from ._messages import ADAPTIVE, TRACKED, UNTRACKED
+from ._options import name_of
 from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._scheduling import ChunkSizer
 from ._tasks import ChunkReceiver, ChunkResult, Task
+from ._unread import UnreadMaps
 
 # How many inputs of an unsized iterable (a generator) may be in flight; the
 # chunk being handed to the consumer adds at most MAX_AHEAD / (4 * workers),
@@ -58,8 +62,10 @@ def map_jobs(
     progress: bool,
     task_timeout: float | None,
     positions: bool = False,
+    unread: UnreadMaps | None = None,
 ) -> Iterator[Any]:
-    """``Pool.map``; with ``positions``, each outcome comes as ``(input position, outcome)``."""
+    """``Pool.map``; with ``positions``, each outcome comes as ``(input position, outcome)``;
+    dropped unread, it runs on under ``unread``, if given (see ``_unread``)."""
     if not callable(fn):
         raise TypeError(f"map() needs a callable as fn, got {fn!r}")
     if not iterables:
@@ -77,7 +83,7 @@ def map_jobs(
     if not star and type(iterables[0]) is list:
         inputs = iterables[0]
     total = _common_length(iterables)
-    run = _MapRun(
+    run = MapRun(
         master,
         fn,
         inputs,
@@ -90,12 +96,13 @@ def map_jobs(
         task_timeout=master.task_timeout if task_timeout is None else task_timeout,
         owner=owner,
         positions=positions,
+        unread=unread,
     )
     run.start(progress)
     return run.results()
 
 
-class _MapRun:
+class MapRun:
     """The state of one ``map`` call, driven by the consumer's ``next()``."""
 
     def __init__(
@@ -113,6 +120,7 @@ class _MapRun:
         task_timeout: float | None,
         owner: object,
         positions: bool,
+        unread: UnreadMaps | None,
     ) -> None:
         self._master = master
         # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
@@ -133,7 +141,7 @@ class _MapRun:
         if total is None:
             cap = min(cap, max(1, MAX_AHEAD // self._max_chunks))
         self._sizer = ChunkSizer(chunksize, workers, total, cap, master.chunk_seconds)
-        self._total = total
+        self.total = total
         self._window: deque[ChunkReceiver] = deque()
         # The chunks with outcomes to take, in the order they came in, for
         # ordered=False only: an ordered map must not keep every finished chunk
@@ -149,14 +157,18 @@ class _MapRun:
         self._end_error: BaseException | None = None
         self._bar: Any = None
         self._positions = positions
-        self._pulled = 0  # inputs taken so far: the position of the next
+        self._unread = unread
+        self.fn_name = name_of(fn)
+        self.read = False  # whether anything asked it for a result yet
+        self.dropped_input = False  # stop_pulling() left input unread
+        self.pulled = 0  # inputs taken so far: the position of the next
         self._handed_out = 0  # results in the chunks given to the consumer so far
         self._jobs_done = 0  # in the chunks finished so far
         self._jobs_shown = 0  # on the progress bar
 
     def start(self, progress: bool) -> None:
         if progress:
-            self._bar = progress_bar(self._total)
+            self._bar = progress_bar(self.total)
         self.fill()
 
     def fill(self) -> None:
@@ -176,7 +188,7 @@ class _MapRun:
     def _pull(self, size: int) -> list[Any]:
         """Up to ``size`` inputs; if the input raises, what came before it still runs."""
         if self._list is not None:
-            taken = self._list[self._pulled : self._pulled + size]
+            taken = self._list[self.pulled : self.pulled + size]
             self._exhausted = len(taken) < size
             return taken
         items: list[Any] = []
@@ -189,8 +201,8 @@ class _MapRun:
         return items
 
     def _submit(self, items: list[Any]) -> None:
-        receiver = ChunkReceiver(len(items), self._pulled, self._outcomes_in)
-        self._pulled += len(items)
+        receiver = ChunkReceiver(len(items), self.pulled, self._outcomes_in)
+        self.pulled += len(items)
         receiver.future.add_done_callback(partial(self._chunk_done, receiver))
         first = self._master.reserve_job_ids(len(items))
         tracking = UNTRACKED if self._sizer.jobs_are_tiny else ADAPTIVE
@@ -211,7 +223,7 @@ class _MapRun:
 
     def _chunk_done(self, receiver: ChunkReceiver, future: Future[ChunkResult]) -> None:
         """Each chunk's one done-callback (in the backend's thread): keep it short."""
-        self._sizer.observe(future)
+        self._sizer.observe(receiver.size, future)
         self._jobs_done += receiver.size
         self._outcomes_in(receiver)
 
@@ -234,14 +246,24 @@ class _MapRun:
         iterator = cast(MapIterator, MapIterator.from_iterable(chunks))
         iterator.chunks = chunks
         iterator.results_left = self._results_left
+        weakref.finalize(iterator, self._dropped)
         return iterator
 
     def _results_left(self) -> int:
-        if self._total is None:
+        if self.total is None:
             return 0  # unknown
-        return max(0, self._total - self._handed_out)
+        return max(0, self.total - self._handed_out)
 
     def _chunks(self) -> Generator[Iterable[Any], None, None]:
+        with contextlib.closing(self.takes()) as takes:
+            for position, values, errors in takes:
+                yield self._outcomes(position, values, errors)
+
+    def takes(self) -> Generator[tuple[int, list[Any], dict[int, BaseException]], None, None]:
+        """Each run of outcomes as it comes in (position, values, errors by offset), then
+        the map's end error: the loop that drives a map, for its reader or, unread, for
+        the thread that runs it on (see ``_unread``)."""
+        self.read = True
         try:
             while self._window:
                 receiver = self._next_with_outcomes()
@@ -252,11 +274,21 @@ class _MapRun:
                 self._show_progress()
                 self.fill()
                 self._handed_out += len(values)
-                yield self._outcomes(position, values, errors)
+                yield position, values, errors
             if self._end_error is not None:
                 raise self._end_error
         finally:
             self._close()
+
+    def stop_pulling(self) -> None:
+        """Take no more of the input (from any thread): the chunks in flight still finish."""
+        self.dropped_input = not self._exhausted
+        self._exhausted = True
+
+    def _dropped(self) -> None:
+        """Its iterator is gone: if nobody read it, it runs on (see ``_unread``)."""
+        if not self.read and self._unread is not None:
+            self._unread.adopt(self)
 
     def _next_with_outcomes(self) -> ChunkReceiver:
         """A chunk with outcomes not taken yet: the oldest chunk, for an ordered map, or any
@@ -290,15 +322,19 @@ class _MapRun:
     def _outcomes(
         self, position: int, values: list[Any], errors: dict[int, BaseException]
     ) -> Iterable[Any]:
-        outcomes = self._unpack(values, errors) if errors else values
+        outcomes = self._unpack(values, errors) if errors else _released_as_yielded(values)
         return zip(count(position), outcomes) if self._positions else outcomes
 
     def _unpack(self, values: list[Any], errors: dict[int, BaseException]) -> Iterator[Any]:
-        for position, value in enumerate(values):
+        # Never bound to a name: this frame, suspended, would keep the last one alive.
+        next_value = _released_as_yielded(values).__next__
+        for position in range(len(values)):
             error = errors.get(position)
             if error is None:
-                yield value
-            elif self._return_exceptions:
+                yield next_value()
+                continue
+            next_value()
+            if self._return_exceptions:
                 yield error
             else:
                 raise error
@@ -316,6 +352,18 @@ class _MapRun:
         if self._bar is not None:
             self._show_progress()
             self._bar.close()
+
+
+def _released_as_yielded(values: list[Any]) -> Iterator[Any]:
+    """``values`` in order, each let go of as it is handed out, as the stdlib's ``map``
+    does (bpo-14406): a consumer that keeps no result keeps no memory. The list is
+    reversed and popped from its end, in C: about 10 ns a result more than iterating
+    it, where a generator like the stdlib's costs about 40.
+    The values are the chunk's own list (its receiver's, its future's): nothing
+    reads it once its results were taken.
+    """
+    values.reverse()
+    return starmap(values.pop, repeat((), len(values)))
 
 
 class MapIterator(chain):  # type: ignore[type-arg]

@@ -7,17 +7,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
 from ._checks import check_positive, check_seconds
 from ._logging import LogSink, check_log_level
-from ._pickling import PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     workers: int | None  # None only on a Dask cluster of the user's, which sizes itself
-    init: bytes | None  # (init, init_args), pickled by value for every start method
+    init: Callable[..., Any] | None
+    init_args: tuple[Any, ...]  # each backend sends them its way (see processes.handover)
     start_method: str | None
     max_tasks_per_worker: int | None
     max_worker_memory: int | None
@@ -60,7 +58,8 @@ def check_options(
         )
     return PoolOptions(
         workers=workers,
-        init=_pickle_init(init, init_args),
+        init=_check_init(init),
+        init_args=_check_init_args(init_args),
         start_method=start_method,
         max_tasks_per_worker=max_tasks_per_worker,
         max_worker_memory=max_worker_memory,
@@ -96,19 +95,16 @@ def start_method_of(mp_context: Any) -> str:
     return str(get_start_method())
 
 
-def _pickle_init(init: Any, init_args: Any) -> bytes | None:
-    if init is None:
-        return None
-    if not callable(init):
+def _check_init(init: Any) -> Callable[..., Any] | None:
+    if init is not None and not callable(init):
         raise TypeError(f"init must be a callable run once in each worker, got {init!r}")
+    return init  # type: ignore[no-any-return]
+
+
+def _check_init_args(init_args: Any) -> tuple[Any, ...]:
     if isinstance(init_args, (str, bytes)) or not isinstance(init_args, Iterable):
         raise TypeError(f"init_args must be a tuple of arguments for init, got {init_args!r}")
-    try:
-        return cloudpickle.dumps((init, tuple(init_args)), protocol=PROTOCOL)  # type: ignore[no-any-return]
-    except Exception as error:
-        raise TypeError(
-            f"cannot send init {name_of(init)} and init_args to the workers: {error}"
-        ) from error
+    return tuple(init_args)
 
 
 def _cpu_count() -> int:

@@ -15,6 +15,7 @@ from ._options import check_options, name_of, one_spelling, start_method_of
 from ._pickling import dumps_function
 from ._stats import PoolStats
 from ._tasks import JobFuture, JobReceiver, Task
+from ._unread import UnreadMaps
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -106,6 +107,7 @@ class Pool(Executor):
             cluster=cluster,
         )
         self._backend = start_backend(options)
+        self._unread_maps = UnreadMaps()  # see _unread: a map nobody reads still runs
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         # Not at interpreter exit, where a pool left open is stopped instead (see _exits).
         finalizer = weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
@@ -185,6 +187,7 @@ class Pool(Executor):
             return_exceptions=return_exceptions,
             progress=progress,
             task_timeout=task_timeout,
+            unread=self._unread_maps,
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -196,6 +199,7 @@ class Pool(Executor):
         stops the pool, as in a ``with`` block.
         """
         try:
+            self._unread_maps.finish(wait and not cancel_futures)
             self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
         except (KeyboardInterrupt, SystemExit):
             _exits.leave(self._backend)

@@ -105,12 +105,13 @@ class ChunkSizer:
         self._latest: tuple[int, float] | None = None
         self._bytes_per_job = 0.0  # of pickled results, in that chunk
 
-    def observe(self, future: Future[ChunkResult]) -> None:
-        """Done callback of each chunk (runs in the master thread)."""
+    def observe(self, jobs: int, future: Future[ChunkResult]) -> None:
+        """Done callback of each chunk of ``jobs`` jobs (runs in the master thread). Not
+        ``len(result.values)``: the consumer may be taking the values out already."""
         if not future.cancelled() and future.exception() is None:
             result = future.result()
-            self._latest = (len(result.values), result.seconds)
-            self._bytes_per_job = result.nbytes / max(1, len(result.values))
+            self._latest = (jobs, result.seconds)
+            self._bytes_per_job = result.nbytes / max(1, jobs)
 
     @property
     def measured(self) -> bool:

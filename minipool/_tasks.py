@@ -305,7 +305,11 @@ class ChunkReceiver:
         by position among them."""
         start, stop = self.taken, self._ready
         self.taken = stop
-        values = self._values if start == 0 and stop == self.size else self._values[start:stop]
+        if start == 0 and stop == self.size:
+            values = self._values
+        else:  # a part: the chunk lets go of it (one C call each, as deliver writes others)
+            values = self._values[start:stop]
+            self._values[start:stop] = [None] * (stop - start)
         if not self._errors:
             return values, {}
         # list(): one C call, so the backend's thread cannot add an error meanwhile.

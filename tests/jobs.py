@@ -749,3 +749,57 @@ def start_a_process_then(how: str, pid_file: str, own_session: bool = False) -> 
     if how == "overrun":
         time.sleep(STUCK_SECONDS)
     return child.pid
+
+
+# ---- multiprocessing's primitives as init_args ------------------------------------------
+
+
+def init_keep_args(*args: Any) -> tuple[Any, ...]:
+    """The worker's state is init's arguments, as they arrived."""
+    return args
+
+
+def state_type_names() -> list[str]:
+    return [type(part).__name__ for part in minipool.worker_state()]
+
+
+def use_primitives(x: int) -> int:
+    """Use each primitive ``init_keep_args`` got: (Queue, SimpleQueue, Lock, RLock, Event,
+    Semaphore, Value, Array); the caller sees what it did through them."""
+    queue, simple_queue, lock, rlock, event, semaphore, value, array = minipool.worker_state()
+    with lock, rlock, semaphore, value.get_lock():
+        value.value += 1
+        array[x] = x * x
+    queue.put(x)
+    simple_queue.put(-x)
+    event.set()
+    return x
+
+
+class PicklesUntil:
+    """An argument that pickles until ``path`` exists, then raises as it is pickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        if os.path.exists(self.path):
+            raise RuntimeError("this argument no longer pickles")
+        return (PicklesUntil, (self.path,))
+
+
+# ---- results whose lifetime a test follows ----------------------------------------------
+
+
+class Box:
+    """A result a test can hold a weak reference to."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def box(x: int) -> Box:
+    """``Box(x)``, or for 7 a ValueError."""
+    if x == 7:
+        raise ValueError("no box for 7")
+    return Box(x)

@@ -136,7 +136,15 @@ def test_pool_stats_is_frozen_and_pickles() -> None:
         ({"init": 42}, TypeError, "init"),
         ({"init": jobs.init_value, "init_args": 5}, TypeError, "init_args"),
         ({"init": jobs.init_value, "init_args": "ab"}, TypeError, "init_args"),
-        ({"init": jobs.init_value, "init_args": (jobs.UnpicklableError("x"),)}, TypeError, "init"),
+        (
+            {
+                "init": jobs.init_value,
+                "init_args": (jobs.UnpicklableError("x"),),
+                "start_method": "spawn",
+            },
+            TypeError,
+            r"init_args\[0\]",
+        ),
         ({"start_method": "threads"}, ValueError, "start_method"),
         ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker"),
         ({"max_tasks_per_worker": 1.5}, TypeError, "max_tasks_per_worker"),

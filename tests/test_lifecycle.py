@@ -155,6 +155,26 @@ def test_init_that_kills_its_process_breaks_the_pool(make_pool: MakePool, tmp_pa
     assert pool.stats.worker_restarts <= MAX_INIT_RESPAWNS
 
 
+@pytest.mark.parametrize("how", ["raises", "exits"])
+def test_init_failure_of_a_worker_already_retired_breaks_the_pool(
+    make_pool: MakePool, tmp_path: Path, how: str
+) -> None:
+    """With ``max_tasks_per_worker=1`` a starting worker is retired as soon as it is sent
+    its one task; its init failing still counts as one, and the pool breaks instead of
+    respawning workers forever."""
+    release = tmp_path / "release"
+    release.touch()
+    init, init_args = {
+        "raises": (jobs.init_raises, ("no db",)),
+        "exits": (jobs.init_exits, (4, str(release))),
+    }[how]
+    pool = make_pool(2, init=init, init_args=init_args, max_tasks_per_worker=1)
+    with pytest.raises(minipool.InitError):
+        list(pool.map(jobs.square, range(4)))
+    pool.shutdown()
+    assert pool.stats.worker_restarts <= MAX_INIT_RESPAWNS
+
+
 def test_submit_to_a_pool_whose_init_failed_raises(make_pool: MakePool) -> None:
     """Once init has failed, submit itself raises InitError."""
     pool = make_pool(init=jobs.init_raises, init_args=("gone",))

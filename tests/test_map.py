@@ -6,6 +6,7 @@ import itertools
 import operator
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
@@ -233,3 +234,76 @@ def test_a_slow_head_does_not_idle_the_other_workers(make_pool: MakePool, tmp_pa
         release.touch()
         first.join(timeout=30)
     assert list(results) == list(range(1, 40))
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_map_lets_go_of_each_result_as_it_yields_it(make_pool: MakePool, ordered: bool) -> None:
+    """A result the map has yielded is the consumer's alone (bpo-14406): holding none,
+    the consumer holds no memory, in chunks without errors and with one (``Box`` for
+    7 is a ValueError, yielded in its place)."""
+    pool = make_pool()
+    yielded: weakref.WeakSet[jobs.Box] = weakref.WeakSet()
+    most_alive = errors = 0
+    for result in pool.map(jobs.box, range(20_000), ordered=ordered, return_exceptions=True):
+        if isinstance(result, ValueError):
+            errors += 1
+        else:
+            yielded.add(result)
+        del result
+        most_alive = max(most_alive, len(yielded))
+    assert errors == 1
+    assert most_alive == 0
+
+
+# ---- a map nobody reads -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["shutdown", "with"])
+def test_a_map_nobody_reads_runs_every_item_of_a_list(
+    make_pool: MakePool, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """``pool.map(fn, items)`` as a statement, its results never read (a side-effect map,
+    common with the stdlib's pools): every item has run by the time ``shutdown()`` or
+    the ``with`` block returns, and nothing is logged."""
+    names = [str(n) for n in range(300)]
+    write = partial(jobs.write_marker, str(tmp_path))
+    pool = make_pool()
+    if how == "with":
+        with pool:
+            pool.map(write, names)
+    else:
+        pool.map(write, names)
+        pool.shutdown()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)
+    assert not [record for record in caplog.records if record.name == "minipool"]
+
+
+def test_the_errors_of_a_map_nobody_reads_are_logged(
+    make_pool: MakePool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody else will see them: each failed job of an unread map is a warning."""
+    pool = make_pool()
+    pool.map(jobs.fail_on_odd, range(10))
+    pool.shutdown()
+    failures = sorted(r.getMessage() for r in caplog.records if r.name == "minipool")
+    assert failures == sorted(
+        f"job {n} of an unread map of fail_on_odd failed: ValueError: odd: {n}"
+        for n in range(1, 10, 2)
+    )
+
+
+def test_an_unread_map_of_an_endless_input_is_stopped_by_shutdown_with_a_warning(
+    make_pool: MakePool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over an iterator, which may never end, an unread map runs on until shutdown, which
+    stops it instead of waiting forever, and warns that the rest of its input was
+    dropped; a map that was read and then left (a ``break``) stops quietly."""
+    pool = make_pool()
+    for _ in pool.map(jobs.square, itertools.count()):
+        break
+    pool.map(jobs.square, itertools.count())
+    assert wait_for(lambda: pool.stats.completed > 50, timeout=30)  # it runs on, unread
+    pool.shutdown()
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "minipool"]
+    assert "was never read, over an iterator" in warning
+    assert "dropped the rest of its input after" in warning

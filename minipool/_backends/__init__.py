@@ -19,8 +19,6 @@ given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
 from typing import TYPE_CHECKING, Protocol
 
 from .._options import PoolOptions
@@ -86,13 +84,6 @@ class Backend(Protocol):
     def stats(self) -> PoolStats: ...
 
 
-# Python 3.14 made forkserver the default on Linux for the reason we do:
-# forking a process that runs threads (the master thread, the caller's own)
-# can copy a lock some thread holds and deadlock the child. macOS cannot fork
-# safely at all, so it gets spawn, as multiprocessing does there.
-DEFAULT_START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
-
-
 def start_backend(options: PoolOptions) -> Backend:
     """The process pool's master, or with ``options.cluster`` the Dask backend."""
     if options.cluster is not None:
@@ -100,7 +91,7 @@ def start_backend(options: PoolOptions) -> Backend:
         return _dask_backend(options)
     from .processes import Master
 
-    return Master(options, _check_start_method(options.start_method))
+    return Master(options)
 
 
 def _check_cluster_options(options: PoolOptions) -> None:
@@ -117,18 +108,6 @@ def _check_cluster_options(options: PoolOptions) -> None:
         value = getattr(options, name)
         if value is not None and not (name == "workers" and cluster == "local"):
             raise ValueError(f"{name} cannot be used with cluster={cluster!r}: {fix}")
-
-
-def _check_start_method(method: str | None) -> str:
-    available = multiprocessing.get_all_start_methods()
-    if method is None:
-        return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else available[0]
-    if method not in available:
-        raise ValueError(
-            f"start_method must be one of {', '.join(map(repr, available))} on this "
-            f"platform, got {method!r}"
-        )
-    return method
 
 
 def _dask_backend(options: PoolOptions) -> DaskBackend:

@@ -42,6 +42,7 @@ import threading
 import uuid
 from typing import Any
 
+import cloudpickle
 import dask
 from distributed import Client, LocalCluster
 from distributed import Future as DaskFuture
@@ -50,7 +51,8 @@ from distributed.scheduler import KilledWorker
 from .. import _exits
 from .._errors import InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
-from .._options import PoolOptions
+from .._options import PoolOptions, name_of
+from .._pickling import PROTOCOL
 from .._tasks import Task
 from .base import BackendBase
 from .dask_worker import WorkerSetup, request_stop, run_task, started_topic, tear_down
@@ -98,7 +100,7 @@ class DaskBackend(BackendBase):
         self._revoked: set[str] = set()  # keys of tasks cancelled for their callers
         try:
             self._client.subscribe_topic(started_topic(self._name), self._on_started)
-            self._start_workers(options.init, options.log_level)
+            self._start_workers(_pickled_init(options), options.log_level)
             self.workers = max(1, sum(self._client.nthreads().values()))
         except BaseException:
             self._disconnect()
@@ -403,3 +405,18 @@ def _dask_failed(task: Task, error: BaseException) -> PoolError:
     )
     failure.__cause__ = error
     return failure
+
+
+def _pickled_init(options: PoolOptions) -> bytes | None:
+    """``(init, init_args)`` pickled by value, for a plugin that travels to the cluster."""
+    if options.init is None:
+        return None
+    try:
+        return cloudpickle.dumps((options.init, options.init_args), protocol=PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as error:
+        raise TypeError(
+            f"cannot send init {name_of(options.init)} and init_args to the Dask workers: "
+            f"{error}. Pass arguments that pickle (multiprocessing's queues, locks and "
+            f"shared values reach only processes this machine starts), or build the "
+            f"object inside init."
+        ) from error

@@ -40,7 +40,7 @@ from .._execute import LastOutcome, execute, start
 from .._log_shipping import install as install_logging
 from .._logging import STRUCTLOG_EVENT, LogLevels
 from .._messages import ErrorInfo, Outcome, encode_event, pack_events
-from .._pickling import PROTOCOL, FunctionCache, dumps, error_info
+from .._pickling import PROTOCOL, FunctionCache, dumps, error_info, loads
 
 # What run_task returns: the worker's name, address and pid, a LOGS payload, the
 # Outcomes, and whether the job overran task_timeout (its worker must go).
@@ -76,7 +76,8 @@ class WorkerSetup(WorkerPlugin):
         setup = _pools[self.name] = PoolSetup()
         with _collected_logs() as events:
             try:
-                setup.state, setup.teardown = start(self.init)
+                init, init_args = (None, ()) if self.init is None else loads(self.init)
+                setup.state, setup.teardown = start(init, init_args)
             except BaseException as error:
                 setup.init_error = error_info(error)
                 raise  # register_plugin() raises it in the caller

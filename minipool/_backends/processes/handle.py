@@ -10,8 +10,8 @@ A worker's life, as the master sees it (``Life``)::
         └──retire()────────┼──────────────────────────────► RETIRING
                            └──kill_for(job): task_timeout ► KILLED ─────exit──► (gone)
 
-Only a STARTING or SERVING worker is sent tasks; a worker that dies STARTING
-died in its init.
+Only a STARTING or SERVING worker is sent tasks; a worker that ends before it
+says READY died in its init, unless the master killed it (see ``died_in_init``).
 
 A worker must be gone by its ``exit_deadline`` once it has one: once it says
 it only exits (``EXITING``, after its teardown), or once it is retired while
@@ -99,6 +99,7 @@ class WorkerHandle:
         "_connections",
         "_late_for",
         "_owned_fds",
+        "_was_ready",
         "accepting",
         "exit_deadline",
         "gate",
@@ -136,8 +137,14 @@ class WorkerHandle:
             args=(config, jobs_reader, results_writer),
             name=f"minipool-worker-{slot}",
         )
-        with _sigint_blocked():
-            self.process.start()
+        try:
+            with _sigint_blocked():
+                self.process.start()
+        except BaseException:  # init_args that do not pickle, no fds left, ...
+            owned_fds.difference_update((jobs_writer.fileno(), results_reader.fileno()))
+            for end in (jobs_reader, jobs_writer, results_reader, results_writer):
+                end.close()
+            raise
         self.pid: int = self.process.pid
         self.sentinel: int = self.process.sentinel
         jobs_reader.close()
@@ -166,6 +173,7 @@ class WorkerHandle:
         self.exit_deadline: float | None = None  # monotonic(); see the module's docstring
         self._late_for = ""  # what it would be killed for missing exit_deadline
         self.init_error: InitError | None = None  # what its init raised
+        self._was_ready = False  # its init ended well (a READY frame)
         self.log_generation = 0  # of the last LOGS frame received (see log_spill)
 
     def fds(self) -> tuple[int, ...]:
@@ -263,6 +271,7 @@ class WorkerHandle:
     # ---- its life ------------------------------------------------------------------
 
     def ready(self) -> None:
+        self._was_ready = True
         self.stalled = False
         if self.life is Life.STARTING:
             self.life = Life.SERVING
@@ -304,6 +313,13 @@ class WorkerHandle:
         )
         error.__cause__ = cause
         self.init_error = error
+
+    @property
+    def died_in_init(self) -> bool:
+        """Whether it ended (as it now has) in its init: its init raised, or it never said
+        READY and the master did not kill it. Not whether it was STARTING: a worker can be
+        retired before its init ends (see ``retire``)."""
+        return self.init_error is not None or (not self._was_ready and self.life is not Life.KILLED)
 
     def init_failure(self, exitcode: int | None) -> InitError:
         """Why it ended before its init finished."""

@@ -89,6 +89,7 @@ from . import timeouts
 from .blame import judge
 from .dispatch import RECHECK_SECONDS, Dispatcher
 from .handle import Life, WorkerHandle
+from .handover import InitCall, choose_start_method
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
 from .wakeup import Wakeup
@@ -105,14 +106,17 @@ STOPPED_UNSENT = "the pool was stopped before this job's outcome came back from 
 
 
 class Master(BackendBase):
-    def __init__(self, options: PoolOptions, start_method: str) -> None:
+    def __init__(self, options: PoolOptions) -> None:
         super().__init__(options, self._retry)
         assert options.workers is not None
         self.workers = options.workers
         self.max_tasks_per_worker = options.max_tasks_per_worker
         self.chunk_seconds = TARGET_CHUNK_SECONDS
         self._options = options
-        self._ctx = multiprocessing.get_context(start_method)
+        self._init = None if options.init is None else InitCall(options.init, options.init_args)
+        self._ctx = multiprocessing.get_context(
+            choose_start_method(options.start_method, self._init)
+        )
         self._shared = SharedState()
         self._dispatch = Dispatcher(options.max_tasks_per_worker, lambda: self._completed)
         self._logs = LogRouter(options.log_sink)
@@ -324,7 +328,7 @@ class Master(BackendBase):
             self._selector.unregister(worker.jobs_fd)
         exitcode = worker.reap()
         self._workers[worker.slot] = None
-        if worker.life is Life.STARTING and self._broken is None:
+        if worker.died_in_init and self._broken is None:
             # It ended before its init finished: try again, a few times only.
             self._init_failures += 1
             if self._init_failures >= INIT_ATTEMPTS:
@@ -332,8 +336,7 @@ class Master(BackendBase):
         self._settle_held(worker, exitcode)
         has_work = not self._closing or self._work_left()
         if self._broken is None and not self._shared.stop_requested and has_work:
-            self._spawn(worker.slot)
-            self._restarts += 1
+            self._respawn(worker.slot)
 
     def _settle_held(self, worker: WorkerHandle, exitcode: int | None) -> None:
         """Give each job the dead worker held its outcome, or send it back to the queue."""
@@ -407,7 +410,7 @@ class Master(BackendBase):
         options = self._options
         config = WorkerConfig(
             worker_id=slot,
-            init=options.init,
+            init=self._init,
             shared=self._shared,
             gate=Gate(self._ctx),
             log_spill=spill,
@@ -422,6 +425,19 @@ class Master(BackendBase):
         self._selector.register(
             worker.sentinel, selectors.EVENT_READ, partial(self._on_exit, worker)
         )
+
+    def _respawn(self, slot: int) -> None:
+        try:
+            self._spawn(slot)
+        except Exception as error:  # out of processes or fds; init_args that stopped pickling
+            self._break(
+                PoolError(
+                    f"could not start a worker in place of worker {slot}: "
+                    f"{type(error).__name__}: {error}. No job can run; create a new Pool."
+                )
+            )
+        else:
+            self._restarts += 1
 
     def _close(self) -> None:
         self._owned_fds.difference_update([*self._wakeup.fds(), *_selector_fds(self._selector)])

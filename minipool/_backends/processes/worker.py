@@ -45,6 +45,7 @@ from ..._messages import (
     FrameReader,
 )
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
+from .handover import InitCall
 from .log_spill import LogSpill
 from .sender import HOLD_SECONDS, Sender
 from .shared import Gate, SharedState
@@ -61,7 +62,7 @@ EXIT_MASTER_GONE = 75
 @dataclass(frozen=True)
 class WorkerConfig:
     worker_id: int
-    init: bytes | None  # pickled (init, init_args)
+    init: InitCall | None
     shared: SharedState
     gate: Gate
     log_spill: LogSpill
@@ -101,7 +102,8 @@ def _live(
 ) -> None:
     """Init, the jobs, teardown."""
     try:
-        context.state, teardown = start(config.init)
+        init, init_args = config.init.load() if config.init is not None else (None, ())
+        context.state, teardown = start(init, init_args)
     except BaseException as error:
         sender.add(INIT_FAILED, dumps(error_info(error), protocol=PROTOCOL))
         sender.flush()
