@@ -17,7 +17,9 @@ that it survives pickling: users ship these errors between processes too.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "InitError",

@@ -21,13 +21,16 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
-
-import structlog
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _context
 from ._messages import decode_events
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+# structlog is imported where it is first needed, not with minipool: it
+# brings asyncio along and tripled the time `import minipool` took.
 
 # The structlog logger name worker events are logged under in the caller, and
 # whose level decides which structlog events workers ship.
@@ -52,8 +55,10 @@ def get_logger(**bind: Any) -> FilteringBoundLogger:
     """
     context = _context.current()
     if context is None or context.logger is None:
-        return cast(FilteringBoundLogger, structlog.get_logger(WORKER_LOGGER, **bind))
-    return cast(FilteringBoundLogger, context.logger.bind(**bind))
+        import structlog
+
+        return cast("FilteringBoundLogger", structlog.get_logger(WORKER_LOGGER, **bind))
+    return cast("FilteringBoundLogger", context.logger.bind(**bind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,10 @@ def check_log_level(log_level: int | str | None) -> int | None:
 
 def _structlog_level() -> int:
     """The level below which the caller's structlog drops ``minipool.worker`` events."""
+    if "structlog" not in sys.modules:
+        return logging.NOTSET  # never configured: structlog's default drops nothing
+    import structlog
+
     logger = structlog.get_logger(WORKER_LOGGER).bind()
     # Looked up on the class: a plain structlog.BoundLogger answers every name.
     for name in ("get_effective_level", "getEffectiveLevel"):
@@ -158,6 +167,8 @@ class _CallerLogging:
 
     def _log_structlog(self, fields: dict[str, Any], worker_id: int, pid: int) -> None:
         if self._structlog is None:
+            import structlog
+
             self._structlog = structlog.get_logger(WORKER_LOGGER).bind()
         fields["worker_id"] = worker_id
         fields["pid"] = pid

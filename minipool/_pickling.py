@@ -12,8 +12,6 @@ import pickle
 import traceback
 from typing import Any
 
-import cloudpickle
-
 from ._errors import RemoteError, RemoteTraceback
 from ._messages import ErrorInfo
 
@@ -36,17 +34,25 @@ def dumps_value(value: Any) -> bytes:
     try:
         return pickle.dumps(value, protocol=PROTOCOL)
     except Exception:
-        return cloudpickle.dumps(value, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return _by_value(value)
 
 
 def dumps_function(fn: Any) -> bytes:
     """Pickle a callable by reference when a worker can import it, by value otherwise."""
     if _defined_in_main(fn):
-        return cloudpickle.dumps(fn, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return _by_value(fn)
     try:
         return pickle.dumps(fn, protocol=PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(fn, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return _by_value(fn)
+
+
+def _by_value(value: Any) -> bytes:
+    # Imported on first use, not with minipool: a pool of importable
+    # functions never needs it in the caller.
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=PROTOCOL)  # type: ignore[no-any-return]
 
 
 def _defined_in_main(fn: Any) -> bool:

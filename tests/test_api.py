@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,10 +34,11 @@ PUBLIC_NAMES = [
 
 
 def test_all_is_sorted_and_complete() -> None:
-    """__all__ is sorted and lists exactly the documented public names."""
+    """__all__ is sorted and lists exactly the documented public names, which ``dir()``
+    shows before they are loaded (most are loaded on first use)."""
     assert minipool.__all__ == sorted(minipool.__all__)
     assert minipool.__all__ == PUBLIC_NAMES
-    public = {name for name in vars(minipool) if not name.startswith("_")}
+    public = {name for name in dir(minipool) if not name.startswith("_")}
     assert public == set(PUBLIC_NAMES)
 
 
@@ -258,3 +261,24 @@ def test_bad_map_arguments_raise_at_the_call(
     with pytest.raises(error, match=match):
         pool.map(*args, **kwargs)
     assert pool.stats.submitted == 0
+
+
+# ---- what importing minipool loads ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "not_loaded"),
+    [
+        ("import minipool", ["minipool._pool", "multiprocessing", "structlog", "cloudpickle"]),
+        ("import minipool; minipool.Pool", ["structlog", "asyncio", "cloudpickle", "distributed"]),
+    ],
+)
+def test_importing_minipool_loads_what_it_needs_only(statement: str, not_loaded: list[str]) -> None:
+    """``import minipool`` loads its errors only (the rest on first use, see
+    benchmarks/bench_import.py for the times); the pool class leaves out structlog (and
+    asyncio with it), cloudpickle and Dask until a path needs them."""
+    check = f"import sys; {statement}; print([m for m in {not_loaded!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

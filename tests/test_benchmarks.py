@@ -158,3 +158,14 @@ def test_bench_dask_runs_both_engines_on_one_cluster(tmp_path: Path) -> None:
         assert set(rows) == {"dask", "minipool"}
         assert isinstance(rows["minipool"]["ratio"], float)
         assert metric["targets"][0]["pass"] is not None
+
+
+def test_bench_import_times_every_module_in_fresh_interpreters(tmp_path: Path) -> None:
+    """Two rounds: a row for minipool and for the stdlib's module in both tables, JSON."""
+    out = tmp_path / "import.json"
+    done = _bench("bench_import.py", "--rounds", "2", "--json", str(out), timeout=50)
+    assert "ERROR" not in done.stdout, done.stdout + done.stderr
+    metrics = {metric["workload"]: metric for metric in json.loads(out.read_text())["metrics"]}
+    labels = {name: {row["label"] for row in metrics[name]["rows"]} for name in metrics}
+    assert {"minipool", "concurrent.futures.process"} <= labels["import"]
+    assert {"minipool.Pool", "ProcessPoolExecutor"} <= labels["import_pool"]
