@@ -48,11 +48,9 @@ def dumps_function(fn: Any) -> bytes:
 
 
 def _by_value(value: Any) -> bytes:
-    # Imported on first use, not with minipool: a pool of importable
-    # functions never needs it in the caller.
-    import cloudpickle
+    from . import _by_value  # cloudpickle: imported on first use, not with minipool
 
-    return cloudpickle.dumps(value, protocol=PROTOCOL)  # type: ignore[no-any-return]
+    return _by_value.dumps(value)
 
 
 def _defined_in_main(fn: Any) -> bool:

@@ -7,13 +7,26 @@ Dask's local schedulers, which take an executor, are tested in ``test_dask.py``
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import threading
 from collections.abc import Callable
+from concurrent.futures import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    as_completed,
+    wait,
+)
 from pathlib import Path
 from typing import Any
 
 import jobs
 import pytest
+from helpers import wait_for, wait_for_path
 
 import minipool
 
@@ -127,3 +140,177 @@ def test_a_worker_that_cannot_be_replaced_breaks_the_pool(
     broken.touch()
     with pytest.raises(minipool.PoolError, match="could not start a worker in place of worker 0"):
         pool.submit(jobs.square, 3).result(timeout=30)
+
+
+# ---- the Executor interface, as concurrent.futures documents it --------------------------
+# Each test runs on minipool.Pool and on ProcessPoolExecutor, with the same assertions:
+# what holds for the stdlib's pool holds for minipool's.
+
+
+@pytest.fixture(params=["minipool", "ProcessPoolExecutor"])
+def executor(request: pytest.FixtureRequest) -> Executor:
+    """A two-worker pool of each kind (fork), shut down when the test ends; minipool's
+    checked for leaks (the stdlib's keeps pipes open until it is collected)."""
+    if request.param == "minipool":
+        make_pool: MakePool = request.getfixturevalue("make_pool")
+        return make_pool(2)
+    stdlib = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+    request.addfinalizer(lambda: stdlib.shutdown(wait=True, cancel_futures=True))
+    return stdlib
+
+
+class Blocker:
+    """A job that blocks until the test releases it (``release()``), and knows when it started."""
+
+    def __init__(self, directory: Path, name: str = "blocker") -> None:
+        self.started = directory / f"{name}.started"
+        self.released = directory / f"{name}.released"
+
+    def submit(self, executor: Executor, value: Any = None) -> Future[Any]:
+        return executor.submit(
+            jobs.block_until_released, str(self.started), str(self.released), value
+        )
+
+    def wait_started(self) -> None:
+        wait_for_path(self.started, 30)
+
+    def release(self) -> None:
+        self.released.touch()
+
+
+def test_submit_gives_a_future_with_the_result_or_the_exception(executor: Executor) -> None:
+    """``result()`` returns the job's value; a job that raised has that exception as
+    ``exception()``, re-raised by ``result()``."""
+    assert executor.submit(jobs.add, 2, 3).result(timeout=30) == 5
+    failed = executor.submit(jobs.raise_value_error, "no")
+    assert isinstance(failed.exception(timeout=30), ValueError)
+    with pytest.raises(ValueError, match="no"):
+        failed.result()
+
+
+def test_map_zips_its_iterables_and_raises_each_error_in_its_place(executor: Executor) -> None:
+    """Results in input order, over the shortest iterable; a job's exception comes out
+    of ``next()`` at its position, after the results before it."""
+    assert list(executor.map(jobs.add, [1, 2, 3], [10, 20, 30, 40])) == [11, 22, 33]
+    results = executor.map(jobs.fail_on_odd, [0, 2, 3, 4])
+    assert [next(results), next(results)] == [0, 2]
+    with pytest.raises(ValueError, match="odd: 3"):
+        next(results)
+
+
+def test_map_timeout_raises_timeout_error_when_a_result_is_late(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """``map(timeout=)`` counts from the call: a result not there by then is a TimeoutError."""
+    blocker = Blocker(tmp_path)
+    try:
+        results = executor.map(
+            jobs.block_until_released, [str(blocker.started)], [str(blocker.released)], timeout=0.5
+        )
+        with pytest.raises(TimeoutError):
+            next(results)
+    finally:
+        blocker.release()
+
+
+def test_wait_returns_when_asked(executor: Executor, tmp_path: Path) -> None:
+    """``wait``: FIRST_COMPLETED returns with the quick job done and the blocked one not;
+    FIRST_EXCEPTION with the failure; ALL_COMPLETED once both are done."""
+    blocker = Blocker(tmp_path)
+    blocked = blocker.submit(executor, "late")
+    quick = executor.submit(jobs.square, 3)
+    done, not_done = wait([blocked, quick], timeout=30, return_when=FIRST_COMPLETED)
+    assert (done, not_done) == ({quick}, {blocked})
+    failed = executor.submit(jobs.raise_value_error, "x")
+    done, not_done = wait([blocked, failed], timeout=30, return_when=FIRST_EXCEPTION)
+    assert failed in done and blocked in not_done
+    blocker.release()
+    done, not_done = wait([blocked, quick, failed], timeout=30, return_when=ALL_COMPLETED)
+    assert not not_done and blocked.result() == "late"
+
+
+def test_as_completed_yields_each_future_once_and_times_out(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """``as_completed`` yields futures as they finish, each once; one still running at
+    its timeout is a TimeoutError."""
+    futures = [executor.submit(jobs.square, x) for x in range(6)]
+    assert sorted(f.result() for f in as_completed(futures, timeout=30)) == [0, 1, 4, 9, 16, 25]
+    blocker = Blocker(tmp_path)
+    blocked = blocker.submit(executor)
+    try:
+        with pytest.raises(TimeoutError):
+            list(as_completed([blocked], timeout=0.5))
+    finally:
+        blocker.release()
+
+
+def test_shutdown_cancel_futures_cancels_the_jobs_not_started(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """``shutdown(cancel_futures=True)``: jobs running finish; most of those waiting are
+    cancelled (the stdlib starts one more, already in its call queue); none is lost."""
+    blockers = [Blocker(tmp_path, f"b{n}") for n in range(2)]
+    running = [blocker.submit(executor, n) for n, blocker in enumerate(blockers)]
+    for blocker in blockers:
+        blocker.wait_started()
+    waiting = [executor.submit(jobs.square, x) for x in range(8)]
+    executor.shutdown(wait=False, cancel_futures=True)
+    for blocker in blockers:
+        blocker.release()
+    assert [future.result(timeout=30) for future in running] == [0, 1]
+    # Not wait(): the stdlib's wait() does not count the futures its shutdown cancels.
+    assert wait_for(lambda: all(future.done() for future in waiting), timeout=30)
+    cancelled = [future for future in waiting if future.cancelled()]
+    assert len(cancelled) >= len(waiting) - 2
+    assert all(f.result() == x * x for x, f in enumerate(waiting) if not f.cancelled())
+    with pytest.raises(RuntimeError):
+        executor.submit(jobs.square, 1)
+
+
+def test_done_callbacks_run_once_with_the_future(executor: Executor) -> None:
+    """A callback added before the job ends runs once with its future; one added after
+    runs at once, in the thread that adds it."""
+    calls: list[tuple[Future[Any], threading.Thread]] = []
+    future = executor.submit(jobs.square, 4)
+    future.add_done_callback(lambda f: calls.append((f, threading.current_thread())))
+    assert future.result(timeout=30) == 16
+    assert wait_for(lambda: len(calls) == 1, timeout=30)
+    future.add_done_callback(lambda f: calls.append((f, threading.current_thread())))
+    assert [f for f, _ in calls] == [future, future]
+    assert calls[1][1] is threading.current_thread()
+
+
+def test_a_running_job_cannot_be_cancelled(executor: Executor, tmp_path: Path) -> None:
+    """``running()`` once a worker started it; ``cancel()`` then returns False and it
+    delivers its result."""
+    blocker = Blocker(tmp_path)
+    future = blocker.submit(executor, "done")
+    blocker.wait_started()
+    assert wait_for(future.running, timeout=30)
+    assert not future.cancel()
+    blocker.release()
+    assert future.result(timeout=30) == "done"
+
+
+def test_asyncio_run_in_executor_awaits_jobs(executor: Executor) -> None:
+    """``loop.run_in_executor(pool, fn, *args)``, gathered, as asyncio's docs show."""
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(
+                *(loop.run_in_executor(executor, jobs.square, x) for x in range(5))
+            )
+        )
+
+    assert asyncio.run(main()) == [0, 1, 4, 9, 16]
+
+
+def test_the_with_block_waits_for_every_job(make_pool: MakePool) -> None:
+    """Leaving ``with`` shuts the pool down once every submitted job is done."""
+    pool = make_pool(2)
+    with pool:
+        futures = [pool.submit(jobs.square, x) for x in range(20)]
+    assert all(future.done() for future in futures)
+    assert [future.result() for future in futures] == [x * x for x in range(20)]

@@ -42,17 +42,16 @@ import threading
 import uuid
 from typing import Any
 
-import cloudpickle
 import dask
 from distributed import Client, LocalCluster
 from distributed import Future as DaskFuture
 from distributed.scheduler import KilledWorker
 
+from .. import _by_value as by_value
 from .. import _exits
 from .._errors import InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
 from .._options import PoolOptions, name_of
-from .._pickling import PROTOCOL
 from .._tasks import Task
 from .base import BackendBase
 from .dask_worker import WorkerSetup, request_stop, run_task, started_topic, tear_down
@@ -412,7 +411,7 @@ def _pickled_init(options: PoolOptions) -> bytes | None:
     if options.init is None:
         return None
     try:
-        return cloudpickle.dumps((options.init, options.init_args), protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return by_value.dumps((options.init, options.init_args))
     except Exception as error:
         raise TypeError(
             f"cannot send init {name_of(options.init)} and init_args to the Dask workers: "

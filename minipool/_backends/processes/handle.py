@@ -40,6 +40,7 @@ from ..._pickling import loads, rebuild_exception
 from ..._tasks import Task
 from . import worker as _worker
 from .shared import RING, Gate
+from .start_method import EXIT_MAIN_CREATES_POOL
 
 _READ_SIZE = 1 << 20
 # Linux lets an unprivileged process grow a pipe to 1 MiB (from 64 KiB): a
@@ -325,6 +326,14 @@ class WorkerHandle:
         """Why it ended before its init finished."""
         if self.init_error is not None:
             return self.init_error
+        if exitcode == EXIT_MAIN_CREATES_POOL:
+            return InitError(
+                f"worker {self.slot} (pid {self.pid}) could not start: importing the "
+                "caller's __main__ again, as workers that are not forked do, created "
+                "another Pool. Put the code that creates the pool under "
+                'if __name__ == "__main__":, or pass start_method="fork".',
+                worker_id=self.slot,
+            )
         how, _ = self.describe_exit(exitcode)
         return InitError(
             f"worker {self.slot} (pid {self.pid}) {how} while running init; "

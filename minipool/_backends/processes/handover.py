@@ -6,7 +6,7 @@ multiprocessing starts a process (its "spawning" state, in which they pass
 their pipes' fds and their semaphores to that child); with fork they are not
 pickled at all, but inherited. So the init call rides in each worker's
 ``Process`` arguments as an ``InitCall``, and is pickled, if at all, inside
-``Process.start()``: by cloudpickle, so that ``init`` may be a lambda or a
+``Process.start()``: by cloudpickle (``_by_value``), so that ``init`` may be a lambda or a
 closure, except what holds a fd, which is left to multiprocessing's own
 pickler (see ``_Pickler``). A respawned worker gets it the same way.
 
@@ -15,10 +15,9 @@ backend must): a primitive refuses to be pickled outside a process start.
 
 A lock or semaphore made by the fork context (what ``multiprocessing.Queue()``
 and its kin are, by default, before Python 3.14 on Linux) has no name to be
-found by: only forked processes can share it. ``choose_start_method`` tries
-the pickling once in ``Pool()``, which finds those and anything else that
-cannot travel: a pool whose start method was not chosen then forks, one
-whose was gets an error that names the argument and the fix.
+found by: only forked processes can share it. ``fork_only_part`` tries the
+pickling once in ``Pool()``, which finds those and anything else that cannot
+travel (see ``start_method``).
 """
 
 from __future__ import annotations
@@ -26,26 +25,17 @@ from __future__ import annotations
 import io
 import pickle
 import socket
-import sys
 from collections import ChainMap
 from collections.abc import Callable
 from multiprocessing import context as mp_context
-from multiprocessing import get_all_start_methods
 from multiprocessing.connection import Connection
 from multiprocessing.heap import Arena
 from multiprocessing.reduction import ForkingPickler
 from multiprocessing.synchronize import SemLock
 from typing import Any, ClassVar
 
-import cloudpickle
-
+from ... import _by_value as by_value
 from ..._pickling import PROTOCOL
-
-# Python 3.14 made forkserver the default on Linux for the reason we do:
-# forking a process that runs threads (the master thread, the caller's own)
-# can copy a lock some thread holds and deadlock the child. macOS cannot fork
-# safely at all, so it gets spawn, as multiprocessing does there.
-DEFAULT_START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
 
 
 class InitCall:
@@ -89,7 +79,7 @@ def _pickled_call(pickled: bytes, fd_holders: list[Any]) -> InitCall:
 _FD_HOLDERS = (Connection, socket.socket, Arena)
 
 
-class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+class _Pickler(by_value.Pickler):
     """cloudpickle, with multiprocessing's reducers, leaving what holds a fd to
     multiprocessing's own pickler.
 
@@ -103,7 +93,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     # (``c_int * 4`` for an Array of 4), registered as it makes them. The
     # registry is private, and the one place multiprocessing keeps them.
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
-        cloudpickle.Pickler.dispatch_table,
+        by_value.Pickler.dispatch_table,
         ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
     )
 
@@ -127,35 +117,7 @@ class _Unpickler(pickle.Unpickler):
         return self._fd_holders[pid]
 
 
-def choose_start_method(requested: str | None, init: InitCall | None) -> str:
-    """The start method for a pool's workers: ``requested`` (checked: one this platform
-    has, and one that can hand ``init`` to them), or the default, or fork where only
-    fork can."""
-    available = get_all_start_methods()
-    if requested is not None and requested not in available:
-        raise ValueError(
-            f"start_method must be one of {', '.join(map(repr, available))} on this "
-            f"platform, got {requested!r}"
-        )
-    method = requested or (DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else "fork")
-    if method == "fork" or init is None:
-        return method  # nothing is pickled: a forked worker inherits init and its arguments
-    fork_only = _try_pickling(init)
-    if fork_only is None:
-        return method
-    if requested is None:
-        return "fork"
-    raise TypeError(
-        f"{fork_only} holds a lock made by multiprocessing's 'fork' context (as "
-        f"multiprocessing.Queue(), Lock(), Value() and the rest make them by default on "
-        f"this Python), which only forked processes can share, but this pool starts its "
-        f"workers with "
-        f"{method!r}. Make it with multiprocessing.get_context({method!r}), the context "
-        f"the pool uses, or pass start_method='fork'."
-    )
-
-
-def _try_pickling(init: InitCall) -> str | None:
+def fork_only_part(init: InitCall) -> str | None:
     """Pickle ``init`` as a worker's start will; say which part only fork can hand over
     (``None``: all can), or raise ``TypeError`` naming the part that cannot be pickled."""
     fn, args = init.load()

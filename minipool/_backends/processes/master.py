@@ -89,9 +89,10 @@ from . import timeouts
 from .blame import judge
 from .dispatch import RECHECK_SECONDS, Dispatcher
 from .handle import Life, WorkerHandle
-from .handover import InitCall, choose_start_method
+from .handover import InitCall
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
+from .start_method import choose_start_method
 from .wakeup import Wakeup
 from .worker import WorkerConfig
 

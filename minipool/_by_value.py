@@ -1,0 +1,47 @@
+"""Pickling by value (cloudpickle) that keeps each function's file name.
+
+cloudpickle 3 writes every code object's ``co_filename`` as ``"<dynamic-code>"``,
+so that a function pickles to the same bytes wherever it was defined; a
+worker's traceback of a function from the caller's ``__main__`` then names no
+file and shows no line. This pickler keeps the name: a function's bytes still
+stay the same from one call to the next (all ``FunctionCache`` needs), and the
+worker's traceback shows the user's file, line and source line, as the stdlib's
+pools show them for the functions they import.
+
+Imported on first use (see ``_pickling``): a pool of importable functions
+never needs cloudpickle in the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import types
+from collections import ChainMap
+from typing import Any, ClassVar
+
+import cloudpickle
+from cloudpickle import cloudpickle as _cloudpickle
+
+from ._pickling import PROTOCOL
+
+_ANONYMOUS_FILE = "<dynamic-code>"
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    rebuild, args = _cloudpickle._code_reduce(code)
+    return rebuild, tuple(
+        code.co_filename if isinstance(arg, str) and arg == _ANONYMOUS_FILE else arg for arg in args
+    )
+
+
+class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    # The registry is cloudpickle's own; only code objects are reduced otherwise.
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+    )
+
+
+def dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=PROTOCOL).dump(value)
+    return buffer.getvalue()
