@@ -35,7 +35,7 @@ import minipool
 # Not imported here, at collection: see conftest.pytest_collection_modifyitems.
 # CI installs the cluster extra, so there these tests must run, never skip.
 if importlib.util.find_spec("distributed") is None and not os.environ.get("CI"):
-    pytest.skip("needs the cluster extra: pip install 'minipool[cluster]'", allow_module_level=True)
+    pytest.skip("needs the cluster extra: pip install -e '.[cluster]'", allow_module_level=True)
 
 TESTS = Path(__file__).parent
 Popen = subprocess.Popen[bytes]
@@ -620,4 +620,5 @@ def test_without_the_extra_the_error_says_how_to_install_it() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
-    assert "pip install 'minipool[cluster]'" in done.stdout
+    assert "pip install 'dask[distributed]'" in done.stdout
+    assert "pip install -e '.[cluster]'" in done.stdout

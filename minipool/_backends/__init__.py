@@ -28,7 +28,12 @@ from .._tasks import Task
 if TYPE_CHECKING:
     from .dask import DaskBackend
 
-INSTALL_CLUSTER_EXTRA = "pip install 'minipool[cluster]'"
+# minipool is not on the package index: the extra installs from a clone, and
+# what it adds is dask[distributed], which installs from anywhere.
+INSTALL_CLUSTER_EXTRA = (
+    "pip install 'dask[distributed]' (the cluster extra: pip install -e '.[cluster]' "
+    "in a clone of minipool)"
+)
 
 
 class Backend(Protocol):
