@@ -31,12 +31,12 @@ from typing import Any, cast
 from ._backends import Backend
 from ._checks import check_seconds
 from ._messages import ADAPTIVE, TRACKED, UNTRACKED
+from ._open_maps import OpenMaps
 from ._options import name_of
 from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._scheduling import ChunkSizer
 from ._tasks import ChunkReceiver, ChunkResult, Task
-from ._unread import UnreadMaps
 
 # How many inputs of an unsized iterable (a generator) may be in flight; the
 # chunk being handed to the consumer adds at most MAX_AHEAD / (4 * workers),
@@ -62,10 +62,10 @@ def map_jobs(
     progress: bool,
     task_timeout: float | None,
     positions: bool = False,
-    unread: UnreadMaps | None = None,
+    open_maps: OpenMaps | None = None,
 ) -> Iterator[Any]:
     """``Pool.map``; with ``positions``, each outcome comes as ``(input position, outcome)``;
-    dropped unread, it runs on under ``unread``, if given (see ``_unread``)."""
+    ``open_maps``, if given, sees that it loses no work at shutdown (see ``_open_maps``)."""
     if not callable(fn):
         raise TypeError(f"map() needs a callable as fn, got {fn!r}")
     if not iterables:
@@ -96,7 +96,7 @@ def map_jobs(
         task_timeout=master.task_timeout if task_timeout is None else task_timeout,
         owner=owner,
         positions=positions,
-        unread=unread,
+        open_maps=open_maps,
     )
     run.start(progress)
     return run.results()
@@ -120,7 +120,7 @@ class MapRun:
         task_timeout: float | None,
         owner: object,
         positions: bool,
-        unread: UnreadMaps | None,
+        open_maps: OpenMaps | None,
     ) -> None:
         self._master = master
         # `Pool(...).map(...)` drops the pool at once; the iterator must keep it
@@ -157,7 +157,10 @@ class MapRun:
         self._end_error: BaseException | None = None
         self._bar: Any = None
         self._positions = positions
-        self._unread = unread
+        self._open_maps = open_maps
+        # fill() runs in the reader's thread, and in shutdown's (pull_all).
+        self._filling = threading.Lock()
+        self._unbounded = False
         self.fn_name = name_of(fn)
         self.read = False  # whether anything asked it for a result yet
         self.dropped_input = False  # stop_pulling() left input unread
@@ -173,10 +176,21 @@ class MapRun:
 
     def fill(self) -> None:
         """Pull and submit chunks until the window is full or the input ends."""
+        with self._filling:
+            self._fill()
+
+    def pull_all(self) -> None:
+        """Submit the whole rest of the input now (the pool is shutting down, and the
+        reader may read after that): memory is no longer bounded by the window."""
+        with self._filling:
+            self._unbounded = True
+            self._fill()
+
+    def _fill(self) -> None:
         # Until a chunk has been timed, one one-job chunk per worker: more of
         # them would only delay the well-sized chunks behind them.
         limit = self._max_chunks if self._sizer.measured else self._master.workers
-        while not self._exhausted and len(self._window) < limit:
+        while not self._exhausted and (self._unbounded or len(self._window) < limit):
             items = self._pull(self._sizer.next_size(self._master.crash_safe_jobs()))
             if items:
                 self._submit(items)
@@ -217,7 +231,7 @@ class MapRun:
             # Stopped or shut down under a running map: the results already
             # accepted still come out, then this.
             self._exhausted = True
-            self._end_error = _stopped_map() if self._master.stop_requested else refusal
+            self._end_error = _stopped_map() if self._master.stop_requested else _shut_map(refusal)
             return
         self._window.append(receiver)
 
@@ -247,6 +261,8 @@ class MapRun:
         iterator.chunks = chunks
         iterator.results_left = self._results_left
         weakref.finalize(iterator, self._dropped)
+        if self._open_maps is not None:
+            self._open_maps.track(self)
         return iterator
 
     def _results_left(self) -> int:
@@ -262,7 +278,7 @@ class MapRun:
     def takes(self) -> Generator[tuple[int, list[Any], dict[int, BaseException]], None, None]:
         """Each run of outcomes as it comes in (position, values, errors by offset), then
         the map's end error: the loop that drives a map, for its reader or, unread, for
-        the thread that runs it on (see ``_unread``)."""
+        the thread that runs it on (see ``_open_maps``)."""
         self.read = True
         try:
             while self._window:
@@ -286,9 +302,9 @@ class MapRun:
         self._exhausted = True
 
     def _dropped(self) -> None:
-        """Its iterator is gone: if nobody read it, it runs on (see ``_unread``)."""
-        if not self.read and self._unread is not None:
-            self._unread.adopt(self)
+        """Its iterator is gone: if nobody read it, it runs on (see ``_open_maps``)."""
+        if not self.read and self._open_maps is not None:
+            self._open_maps.adopt(self)
 
     def _next_with_outcomes(self) -> ChunkReceiver:
         """A chunk with outcomes not taken yet: the oldest chunk, for an ordered map, or any
@@ -419,6 +435,16 @@ def _tasks_for(
             failure.__cause__ = error
             receiver.deliver(position, [None], {0: failure}, 0.0)
     return tasks
+
+
+def _shut_map(refusal: RuntimeError) -> RuntimeError:
+    error = RuntimeError(
+        "the pool was shut down while this map was still reading its input, an iterator "
+        "(which may never end): the items it had read ran, the rest did not. Read a "
+        "map's results before the pool shuts down, or pass a list."
+    )
+    error.__cause__ = refusal
+    return error
 
 
 def _stopped_map() -> CancelledError:

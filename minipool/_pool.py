@@ -11,11 +11,11 @@ from typing import Any, ParamSpec, TypeVar
 from . import _exits
 from ._backends import start_backend
 from ._map import map_jobs
+from ._open_maps import OpenMaps
 from ._options import check_options, name_of, one_spelling, start_method_of
 from ._pickling import dumps_function
 from ._stats import PoolStats
 from ._tasks import JobFuture, JobReceiver, Task
-from ._unread import UnreadMaps
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -107,7 +107,7 @@ class Pool(Executor):
             cluster=cluster,
         )
         self._backend = start_backend(options)
-        self._unread_maps = UnreadMaps()  # see _unread: a map nobody reads still runs
+        self._open_maps = OpenMaps()  # see _open_maps: no map loses work at shutdown
         # A pool that is dropped without shutdown() still finishes its jobs and exits.
         # Not at interpreter exit, where a pool left open is stopped instead (see _exits).
         finalizer = weakref.finalize(self, self._backend.shutdown, wait=False, cancel_pending=False)
@@ -187,7 +187,7 @@ class Pool(Executor):
             return_exceptions=return_exceptions,
             progress=progress,
             task_timeout=task_timeout,
-            unread=self._unread_maps,
+            open_maps=self._open_maps,
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -199,7 +199,7 @@ class Pool(Executor):
         stops the pool, as in a ``with`` block.
         """
         try:
-            self._unread_maps.finish(wait and not cancel_futures)
+            self._open_maps.finish(wait and not cancel_futures)
             self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
         except (KeyboardInterrupt, SystemExit):
             _exits.leave(self._backend)

@@ -307,3 +307,23 @@ def test_an_unread_map_of_an_endless_input_is_stopped_by_shutdown_with_a_warning
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "minipool"]
     assert "was never read, over an iterator" in warning
     assert "dropped the rest of its input after" in warning
+
+
+def test_a_map_held_past_shutdown_gives_its_reader_every_result(make_pool: MakePool) -> None:
+    """``results = pool.map(...)`` in the ``with`` block, read after it, as the stdlib
+    allows: a list's results all come, read in part before or not; an iterator's
+    (which may never end) come for what it had read, then an error that says why the
+    rest did not run."""
+    pool = make_pool()
+    with pool:
+        unread = pool.map(jobs.square, range(300))
+        partly_read = pool.map(jobs.square, range(300))
+        first = [next(partly_read) for _ in range(5)]
+        over_an_iterator = pool.map(jobs.square, iter(range(100_000)))
+    squares = [x * x for x in range(300)]
+    assert list(unread) == squares
+    assert first + list(partly_read) == squares
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="shut down while this map was still reading"):
+        got.extend(over_an_iterator)
+    assert got == [x * x for x in range(len(got))]

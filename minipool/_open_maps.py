@@ -1,4 +1,4 @@
-"""Maps dropped before any result was read: run on, so that no work is silently lost.
+"""A pool's maps with input left at shutdown, or dropped unread: no work is silently lost.
 
 ``with Pool() as pool: pool.map(touch, paths)`` never reads its results. The
 stdlib's ``map`` submits every item at once, so they all run anyway; a lazy
@@ -14,6 +14,12 @@ in a thread of its own that reads its results, logging each job's error
   shuts down; shutdown stops it and warns that the rest of its input was
   dropped, saying how many items ran.
 
+A map still held at ``shutdown(wait=True)`` (``results = pool.map(...)`` in
+the ``with`` block, read after it, as the stdlib allows) has the rest of a
+list or range submitted then, so that its reader gets every result; over an
+iterator, its reader gets the results of what it had read, then an error
+that says why the rest did not run.
+
 A map whose results were read and which is then dropped (a ``break``) stops
 at once, as before: its reader chose to.
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING
 
@@ -35,13 +42,19 @@ if TYPE_CHECKING:
 _log = logging.getLogger("minipool")
 
 
-class UnreadMaps:
-    """One pool's maps that run on unread (see the module's docstring)."""
+class OpenMaps:
+    """One pool's maps, those held by their readers and those that run on unread (see
+    the module's docstring)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._held: weakref.WeakSet[MapRun] = weakref.WeakSet()
         self._running: dict[MapRun, threading.Event] = {}
         self._closed = False
+
+    def track(self, run: MapRun) -> None:
+        """``run`` is held by its reader until its iterator is dropped."""
+        self._held.add(run)
 
     def adopt(self, run: MapRun) -> None:
         """``run``'s iterator was dropped unread: run it to the end in a thread of its own."""
@@ -54,11 +67,17 @@ class UnreadMaps:
         thread.start()
 
     def finish(self, wait: bool) -> None:
-        """At shutdown: with ``wait``, let the maps over inputs of known length end and
-        wait for all; stop the others (and without ``wait``, all) from pulling more."""
+        """At shutdown: with ``wait``, submit the rest of the held maps over inputs of known
+        length, let the unread ones end and wait for all of them; stop the others (and
+        without ``wait``, all) from pulling more."""
         with self._lock:
             self._closed = True
             running = list(self._running.items())
+            held = [run for run in self._held if run not in self._running]
+        if wait:
+            for run in held:
+                if run.total is not None:
+                    run.pull_all()
         for run, _ in running:
             if not (wait and run.total is not None):
                 run.stop_pulling()
