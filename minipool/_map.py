@@ -184,7 +184,11 @@ class MapRun:
         reader may read after that): memory is no longer bounded by the window."""
         with self._filling:
             self._unbounded = True
-            self._fill()
+            try:
+                self._fill()
+            except Exception as refusal:  # the pool broke (init failed): its reader is told
+                self._exhausted = True
+                self._end_error = refusal
 
     def _fill(self) -> None:
         # Until a chunk has been timed, one one-job chunk per worker: more of
@@ -361,7 +365,8 @@ class MapRun:
         return max(0.0, self._deadline - time.monotonic())
 
     def _close(self) -> None:
-        """The consumer is done (or gave up): cancel what has not started."""
+        """The consumer is done (or gave up): cancel what has not started, pull no more."""
+        self._exhausted = True
         for receiver in self._window:
             receiver.abandon()
         self._window.clear()
