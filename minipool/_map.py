@@ -186,9 +186,9 @@ class MapRun:
             self._unbounded = True
             try:
                 self._fill()
-            except Exception as refusal:  # the pool broke (init failed): its reader is told
+            except Exception as refusal:  # stopped, broken (init failed): its reader is told
                 self._exhausted = True
-                self._end_error = refusal
+                self._end_error = _stopped_map() if self._master.stop_requested else refusal
 
     def _fill(self) -> None:
         # Until a chunk has been timed, one one-job chunk per worker: more of

@@ -327,3 +327,15 @@ def test_a_map_held_past_shutdown_gives_its_reader_every_result(make_pool: MakeP
     with pytest.raises(RuntimeError, match="shut down while this map was still reading"):
         got.extend(over_an_iterator)
     assert got == [x * x for x in range(len(got))]
+
+
+def test_a_map_held_past_stop_and_shutdown_ends_cancelled(make_pool: MakePool) -> None:
+    """``stop()`` then ``shutdown()``: a held map over a range is not pulled to its end
+    (stop cancels what has not run); its reader gets CancelledError, and shutdown
+    itself raises nothing."""
+    pool = make_pool()
+    results = pool.map(jobs.square, range(100_000))
+    pool.stop()
+    pool.shutdown()
+    with pytest.raises(CancelledError):
+        list(results)
