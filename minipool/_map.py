@@ -25,18 +25,19 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import partial
-from itertools import chain, count, islice, repeat, starmap
+from itertools import count, islice
 from typing import Any, cast
 
 from ._backends import Backend
 from ._checks import check_seconds
-from ._messages import ADAPTIVE, TRACKED, UNTRACKED
+from ._map_input import common_length, dumps_fn, is_int, iterate, tasks_for
+from ._map_results import MapIterator, released_as_yielded
+from ._messages import ADAPTIVE, UNTRACKED
 from ._open_maps import OpenMaps
 from ._options import name_of
-from ._pickling import dumps_function
 from ._progress import progress_bar
 from ._scheduling import ChunkSizer
-from ._tasks import ChunkReceiver, ChunkResult, Task
+from ._tasks import ChunkReceiver, ChunkResult
 
 # How many inputs of an unsized iterable (a generator) may be in flight; the
 # chunk being handed to the consumer adds at most MAX_AHEAD / (4 * workers),
@@ -70,19 +71,19 @@ def map_jobs(
         raise TypeError(f"map() needs a callable as fn, got {fn!r}")
     if not iterables:
         raise TypeError("map() needs at least one iterable after fn")
-    if chunksize is not None and (not _is_int(chunksize) or chunksize < 1):
+    if chunksize is not None and (not is_int(chunksize) or chunksize < 1):
         raise ValueError(
             "chunksize must be a positive integer, or None to size chunks automatically; "
             f"got {chunksize!r}"
         )
     if task_timeout is not None:
         check_seconds("task_timeout", task_timeout)
-    iterators = [_iterate(position, it) for position, it in enumerate(iterables, 2)]
+    iterators = [iterate(position, it) for position, it in enumerate(iterables, 2)]
     star = len(iterators) > 1
     inputs: Iterator[Any] | list[Any] = zip(*iterators, strict=False) if star else iterators[0]
     if not star and type(iterables[0]) is list:
         inputs = iterables[0]
-    total = _common_length(iterables)
+    total = common_length(iterables)
     run = MapRun(
         master,
         fn,
@@ -127,7 +128,7 @@ class MapRun:
         # alive, or its finalizer would shut it down under the consumer.
         self._owner = owner
         self._task_timeout = task_timeout
-        self._fn = _dumps_fn(fn)
+        self._fn = dumps_fn(fn)
         self._inputs = iter(inputs)
         # A list is taken a slice at a time: one copy of a chunk's item
         # pointers instead of an append per item.
@@ -224,7 +225,7 @@ class MapRun:
         receiver.future.add_done_callback(partial(self._chunk_done, receiver))
         first = self._master.reserve_job_ids(len(items))
         tracking = UNTRACKED if self._sizer.jobs_are_tiny else ADAPTIVE
-        tasks = _tasks_for(
+        tasks = tasks_for(
             first, self._fn, items, self._star, receiver, tracking, self._task_timeout
         )
         try:
@@ -235,7 +236,11 @@ class MapRun:
             # Stopped or shut down under a running map: the results already
             # accepted still come out, then this.
             self._exhausted = True
-            self._end_error = _stopped_map() if self._master.stop_requested else _shut_map(refusal)
+            self._end_error = (
+                _stopped_map()
+                if self._master.stop_requested
+                else _shut_map(refusal, over_an_iterator=self.total is None)
+            )
             return
         self._window.append(receiver)
 
@@ -342,12 +347,12 @@ class MapRun:
     def _outcomes(
         self, position: int, values: list[Any], errors: dict[int, BaseException]
     ) -> Iterable[Any]:
-        outcomes = self._unpack(values, errors) if errors else _released_as_yielded(values)
+        outcomes = self._unpack(values, errors) if errors else released_as_yielded(values)
         return zip(count(position), outcomes) if self._positions else outcomes
 
     def _unpack(self, values: list[Any], errors: dict[int, BaseException]) -> Iterator[Any]:
         # Never bound to a name: this frame, suspended, would keep the last one alive.
-        next_value = _released_as_yielded(values).__next__
+        next_value = released_as_yielded(values).__next__
         for position in range(len(values)):
             error = errors.get(position)
             if error is None:
@@ -375,78 +380,16 @@ class MapRun:
             self._bar.close()
 
 
-def _released_as_yielded(values: list[Any]) -> Iterator[Any]:
-    """``values`` in order, each let go of as it is handed out, as the stdlib's ``map``
-    does (bpo-14406): a consumer that keeps no result keeps no memory. The list is
-    reversed and popped from its end, in C: about 10 ns a result more than iterating
-    it, where a generator like the stdlib's costs about 40.
-    The values are the chunk's own list (its receiver's, its future's): nothing
-    reads it once its results were taken.
-    """
-    values.reverse()
-    return starmap(values.pop, repeat((), len(values)))
-
-
-class MapIterator(chain):  # type: ignore[type-arg]
-    """What ``Pool.map`` returns: an iterator with a generator's ``close()``.
-
-    A generator step per chunk, not per result: ``chain`` hands out the values
-    of each chunk from C, several times faster than a ``yield`` per value.
-    """
-
-    chunks: Generator[Iterable[Any], None, None]
-    results_left: Callable[[], int]
-
-    def close(self) -> None:
-        """Stop: cancel the chunks not started; the pool stays usable."""
-        self.chunks.close()
-
-    def __length_hint__(self) -> int:
-        """About how many results are left (0: unknown), so that ``list()`` sizes its list once.
-
-        Growing a list of a million results step by step copies it a dozen
-        times over, in freshly faulted-in memory.
-        """
-        return self.results_left()
-
-
-def _tasks_for(
-    first: int,
-    fn: bytes,
-    items: list[Any],
-    star: bool,
-    receiver: ChunkReceiver,
-    tracking: int,
-    timeout: float | None,
-) -> list[Task]:
-    """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
-    whole = Task(first, fn, items, star, None, receiver, 0, tracking, timeout=timeout)
-    try:
-        whole.frame()
-        return [whole]
-    except Exception:
-        pass
-    tasks = []
-    for position in range(len(items)):
-        task = whole.part(position, position + 1, tracking=TRACKED)
-        try:
-            task.frame()
-            tasks.append(task)
-        except Exception as error:
-            failure = TypeError(
-                f"the arguments of job {first + position} could not be pickled to send them "
-                f"to a worker: {error}"
-            )
-            failure.__cause__ = error
-            receiver.deliver(position, [None], {0: failure}, 0.0)
-    return tasks
-
-
-def _shut_map(refusal: RuntimeError) -> RuntimeError:
+def _shut_map(refusal: RuntimeError, over_an_iterator: bool) -> RuntimeError:
+    why, fix = (
+        ("its input is an iterator, which may never end", ", or pass a list")
+        if over_an_iterator
+        else ("shutdown(wait=False) does not wait for it", "")
+    )
     error = RuntimeError(
-        "the pool was shut down while this map was still reading its input, an iterator "
-        "(which may never end): the items it had read ran, the rest did not. Read a "
-        "map's results before the pool shuts down, or pass a list."
+        f"the pool was shut down while this map was still reading its input ({why}): the "
+        f"items it had read ran, the rest did not. Read a map's results before the pool "
+        f"shuts down{fix}."
     )
     error.__cause__ = refusal
     return error
@@ -454,34 +397,3 @@ def _shut_map(refusal: RuntimeError) -> RuntimeError:
 
 def _stopped_map() -> CancelledError:
     return CancelledError("the pool was stopped; the rest of this map's input was not run")
-
-
-def _dumps_fn(fn: Callable[..., Any]) -> bytes:
-    try:
-        return dumps_function(fn)
-    except Exception as error:
-        raise TypeError(
-            f"cannot send {fn!r} to the workers: it could not be pickled ({error}). "
-            "Pass a function (a lambda or closure works too) whose captured values pickle."
-        ) from error
-
-
-def _iterate(position: int, iterable: Any) -> Iterator[Any]:
-    try:
-        return iter(iterable)
-    except TypeError:
-        raise TypeError(
-            f"map() argument {position} must be iterable (a list, a range, a generator...), "
-            f"got {type(iterable).__name__} {iterable!r}"
-        ) from None
-
-
-def _common_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
-    try:
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

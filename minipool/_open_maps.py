@@ -54,7 +54,8 @@ class OpenMaps:
 
     def track(self, run: MapRun) -> None:
         """``run`` is held by its reader until its iterator is dropped."""
-        self._held.add(run)
+        with self._lock:  # finish() iterates over them from another thread
+            self._held.add(run)
 
     def adopt(self, run: MapRun) -> None:
         """``run``'s iterator was dropped unread: run it to the end in a thread of its own."""
@@ -91,7 +92,7 @@ class OpenMaps:
                 for offset, error in errors.items():
                     if not isinstance(error, CancelledError):
                         _log.warning(
-                            "job %d of an unread map of %s failed: %s: %s",
+                            "item %d of an unread map of %s failed: %s: %s",
                             position + offset,
                             run.fn_name,
                             type(error).__name__,

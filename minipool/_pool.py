@@ -31,7 +31,9 @@ class Pool(Executor):
     ``yield`` when the worker exits: the place to close connections and files.
 
     ``start_method`` is ``"fork"``, ``"spawn"`` or ``"forkserver"``; the default
-    is forkserver on Linux and spawn elsewhere (see ``DEFAULT_START_METHOD``).
+    is forkserver on Linux and spawn elsewhere, or fork where only fork works (a
+    ``__main__`` that is no file or has no main guard, fork-made primitives in
+    ``init_args``: see ``_backends.processes.start_method``).
     ``max_tasks_per_worker`` replaces a worker after it has run that many jobs;
     ``max_worker_memory`` (bytes), between jobs, once its resident memory passes
     that (a leaking C extension, a growing cache). Either way its teardown runs.

@@ -30,7 +30,8 @@ from typing import Any, TextIO
 
 from ._errors import InitError, RemoteTraceback, WorkerCrashed
 from ._exits import HINT_AFTER_SECONDS
-from ._map import MapIterator, map_jobs
+from ._map import map_jobs
+from ._map_results import MapIterator
 from ._pool import Pool
 from ._progress import progress_bar
 from ._records import (

@@ -287,7 +287,7 @@ def test_the_errors_of_a_map_nobody_reads_are_logged(
     pool.shutdown()
     failures = sorted(r.getMessage() for r in caplog.records if r.name == "minipool")
     assert failures == sorted(
-        f"job {n} of an unread map of fail_on_odd failed: ValueError: odd: {n}"
+        f"item {n} of an unread map of fail_on_odd failed: ValueError: odd: {n}"
         for n in range(1, 10, 2)
     )
 

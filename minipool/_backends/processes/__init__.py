@@ -7,7 +7,8 @@ process, ``shared`` the memory both sides use (the pool's flags, each worker's
 ``Gate``), ``worker`` what runs in the process and ``sender`` how it writes
 back, ``blame`` who a dead worker's death is pinned on, ``timeouts`` when jobs
 overrun, ``wakeup`` how callers wake the master, ``log_spill`` where log
-events wait until they are sent.
+events wait until they are sent; ``start_method`` picks how workers are
+created, and ``handover`` how ``init`` and its arguments reach each one.
 """
 
 from .master import Master as Master

@@ -144,14 +144,9 @@ def fork_only_part(init: InitCall) -> str | None:
 
 
 class _TrialStart:
-    """Stands in for a worker's start while ``Pool()`` tries the pickling: what needs a
-    process being started (a fd to pass, a semaphore to share) pickles as it will then."""
-
-    @staticmethod
-    def duplicate_for_child(fd: int) -> int:
-        return fd
-
-    DupFd = duplicate_for_child
+    """Stands in for a worker's start while ``Pool()`` tries the pickling: the primitives
+    that pickle only while a process starts pickle as they will then. (What holds a fd
+    never reaches its reducer here: see ``_Pickler.persistent_id``.)"""
 
 
 class _TrialPickler(_Pickler):
