@@ -21,6 +21,7 @@ from concurrent.futures import (
     as_completed,
     wait,
 )
+from concurrent.futures import TimeoutError as FuturesTimeoutError  # TimeoutError from 3.11
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,7 @@ def test_map_timeout_raises_timeout_error_when_a_result_is_late(
         results = executor.map(
             jobs.block_until_released, [str(blocker.started)], [str(blocker.released)], timeout=0.5
         )
-        with pytest.raises(TimeoutError):
+        with pytest.raises(FuturesTimeoutError):
             next(results)
     finally:
         blocker.release()
@@ -239,7 +240,7 @@ def test_as_completed_yields_each_future_once_and_times_out(
     blocker = Blocker(tmp_path)
     blocked = blocker.submit(executor)
     try:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(FuturesTimeoutError):
             list(as_completed([blocked], timeout=0.5))
     finally:
         blocker.release()

@@ -393,10 +393,12 @@ class WorkerHandle:
         The exit code is None when another thread collected the process first
         (multiprocessing's own exit handler, at interpreter exit, does).
         """
-        self.process.join()
-        # What its jobs started and left running dies with it.
+        # What its jobs started and left running dies with it. Before the join: until
+        # the exited worker is collected its pid, the group's id, cannot be reused,
+        # and after it the group might be another process's.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        self.process.join()
         self._owned_fds.difference_update((self.jobs_fd, self.results_fd))
         for connection in self._connections:
             with contextlib.suppress(OSError):
