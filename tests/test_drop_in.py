@@ -249,8 +249,10 @@ def test_as_completed_yields_each_future_once_and_times_out(
 def test_shutdown_cancel_futures_cancels_the_jobs_not_started(
     executor: Executor, tmp_path: Path
 ) -> None:
-    """``shutdown(cancel_futures=True)``: jobs running finish; most of those waiting are
-    cancelled (the stdlib starts one more, already in its call queue); none is lost."""
+    """``shutdown(cancel_futures=True)``: jobs running finish; those waiting are cancelled,
+    but for a few that start meanwhile (the stdlib's call queue holds ``max_workers + 1``
+    past cancelling; minipool cancels in its master thread, as the workers go on);
+    none is lost."""
     blockers = [Blocker(tmp_path, f"b{n}") for n in range(2)]
     running = [blocker.submit(executor, n) for n, blocker in enumerate(blockers)]
     for blocker in blockers:
@@ -263,7 +265,7 @@ def test_shutdown_cancel_futures_cancels_the_jobs_not_started(
     # Not wait(): the stdlib's wait() does not count the futures its shutdown cancels.
     assert wait_for(lambda: all(future.done() for future in waiting), timeout=30)
     cancelled = [future for future in waiting if future.cancelled()]
-    assert len(cancelled) >= len(waiting) - 2
+    assert len(cancelled) >= len(waiting) - (2 + 1)
     assert all(f.result() == x * x for x, f in enumerate(waiting) if not f.cancelled())
     with pytest.raises(RuntimeError):
         executor.submit(jobs.square, 1)
