@@ -34,20 +34,20 @@ def dumps_value(value: Any) -> bytes:
     try:
         return pickle.dumps(value, protocol=PROTOCOL)
     except Exception:
-        return _by_value(value)
+        return _dumps_by_value(value)
 
 
 def dumps_function(fn: Any) -> bytes:
     """Pickle a callable by reference when a worker can import it, by value otherwise."""
     if _defined_in_main(fn):
-        return _by_value(fn)
+        return _dumps_by_value(fn)
     try:
         return pickle.dumps(fn, protocol=PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError):
-        return _by_value(fn)
+        return _dumps_by_value(fn)
 
 
-def _by_value(value: Any) -> bytes:
+def _dumps_by_value(value: Any) -> bytes:
     from . import _by_value  # cloudpickle: imported on first use, not with minipool
 
     return _by_value.dumps(value)

@@ -211,12 +211,14 @@ def _python(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProce
     )
 
 
-def test_a_script_without_a_main_guard_runs(tmp_path: Path) -> None:
-    """No ``if __name__ == "__main__":``, no start method chosen: the pool forks (a worker
-    that imported the script again would create a pool), and the script just works."""
+@pytest.mark.parametrize("how", ["file", "-m"])
+def test_a_script_without_a_main_guard_runs(tmp_path: Path, how: str) -> None:
+    """No ``if __name__ == "__main__":``, no start method chosen, run as a file or with
+    ``-m``: the pool forks (a worker that imported the script again would create a
+    pool), and the script just works."""
     script = tmp_path / "no_guard.py"
     script.write_text(NO_GUARD)
-    done = _python(str(script), cwd=tmp_path)
+    done = _python(*([str(script)] if how == "file" else ["-m", "no_guard"]), cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "[0, 2, 4, 6]\n", "")
 
 

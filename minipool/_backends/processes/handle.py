@@ -331,7 +331,7 @@ class WorkerHandle:
                 f"worker {self.slot} (pid {self.pid}) could not start: importing the "
                 "caller's __main__ again, as workers that are not forked do, created "
                 "another Pool. Put the code that creates the pool under "
-                'if __name__ == "__main__":, or pass start_method="fork".',
+                "if __name__ == \"__main__\":, or pass start_method='fork'.",
                 worker_id=self.slot,
             )
         how, _ = self.describe_exit(exitcode)

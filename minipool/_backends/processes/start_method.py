@@ -84,12 +84,10 @@ def _refuse_while_bootstrapping() -> None:
 def _main_problem() -> tuple[type[Exception], str, str] | None:
     """Why a process started afresh cannot import the caller's ``__main__`` as it is."""
     main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None:
-        return None  # python -m: imported by its name, as any module
     path = getattr(main, "__file__", None)
-    if path is None:
+    if main is None or path is None:
         return None  # see _main_has_no_file
-    if not os.path.isfile(path):
+    if main.__spec__ is None and not os.path.isfile(path):  # python -m: imported by name
         return (
             RuntimeError,
             f"the caller's __main__ ({path}) is no file that a worker can import again",
