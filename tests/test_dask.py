@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -220,6 +221,17 @@ def test_worker_state_outside_a_job_still_fails_clearly() -> None:
     """The Dask path changes nothing in the caller: worker_state() there still raises."""
     with pytest.raises(RuntimeError, match="only available inside a job"):
         minipool.worker_state()
+
+
+def test_init_args_that_cannot_reach_the_cluster_are_a_type_error(cluster: str) -> None:
+    """A multiprocessing queue reaches only processes this machine starts: ``Pool()`` on a
+    cluster refuses it with a TypeError that names init."""
+    queue = multiprocessing.get_context("spawn").SimpleQueue()
+    try:
+        with pytest.raises(TypeError, match="cannot send init init_keep_args and init_args"):
+            minipool.Pool(cluster=cluster, init=jobs.init_keep_args, init_args=(queue,))
+    finally:
+        queue.close()
 
 
 def test_init_failure_raises_init_error(cluster: str, tmp_path: Path) -> None:
