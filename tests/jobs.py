@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import logging
+import logging.handlers
 import multiprocessing
 import os
 import signal
@@ -803,3 +804,12 @@ def box(x: int) -> Box:
     if x == 7:
         raise ValueError("no box for 7")
     return Box(x)
+
+
+def init_queue_handler(queue: Any) -> None:
+    """The logging cookbook's recipe: a worker's records go to ``queue``."""
+    logging.getLogger("cookbook").addHandler(logging.handlers.QueueHandler(queue))
+
+
+def log_to_cookbook(message: str) -> None:
+    logging.getLogger("cookbook").warning(message)

@@ -98,6 +98,25 @@ def test_primitives_made_the_default_way_work_with_the_default_start_method(
     _check_primitives_used(primitives, 3)
 
 
+def test_the_logging_cookbooks_queue_handler_recipe_works(
+    make_pool: MakePool, start_method: str
+) -> None:
+    """The logging cookbook's recipe for many processes: ``initializer`` adds a
+    ``QueueHandler`` on the queue it is given; each worker's records reach the caller
+    through it."""
+    queue = multiprocessing.get_context(start_method).Queue()
+    pool = make_pool(
+        start_method=start_method, initializer=jobs.init_queue_handler, initargs=(queue,)
+    )
+    pool.submit(jobs.log_to_cookbook, "from a worker").result(timeout=30)
+    record = queue.get(timeout=30)
+    assert (record.name, record.getMessage()) == ("cookbook", "from a worker")
+    queue.put(None)  # closes the caller's ends, as in _check_primitives_used
+    assert queue.get(timeout=10) is None
+    queue.close()
+    queue.join_thread()
+
+
 @pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 def test_a_fork_made_lock_for_a_pool_that_cannot_fork_is_a_clear_error(
     start_method: str,
