@@ -23,6 +23,7 @@ MALFORMED = 2  # why the record could not be read
 Record = tuple[int, int, int, Any]
 
 FORMATS = ("jsonl", "csv", "lines")
+_LONGEST_FIELD = 2**31 - 1  # what csv.field_size_limit takes on every platform (a C long)
 _BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 
 
@@ -64,6 +65,10 @@ def _jsonl_records(stream: TextIO) -> Iterator[Record]:
 
 
 def _csv_records(stream: TextIO) -> Iterator[Record]:
+    # A field may be as long as a JSON line may: csv's default limit (128 KiB)
+    # made a long field a malformed record. The limit is the csv module's, for
+    # the whole process: the runner's own.
+    csv.field_size_limit(_LONGEST_FIELD)
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:

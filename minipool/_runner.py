@@ -132,18 +132,19 @@ def _unfinished(records: Iterator[Record], done: IndexSet) -> Iterator[Record]:
 
 @contextlib.contextmanager
 def _open_input(path: str | None) -> Iterator[TextIO]:
-    # UTF-8 whatever the locale. A byte that is not UTF-8 does not end the
-    # run: it reaches the function as a lone surrogate ("surrogateescape"),
-    # and an output line escapes it. newline="": the csv module handles line
-    # ends itself; the other formats cut "\n".
+    # UTF-8 whatever the locale, a leading byte-order mark dropped (Excel
+    # writes one: it would start the first key or record). A byte that is not
+    # UTF-8 does not end the run: it reaches the function as a lone surrogate
+    # ("surrogateescape"), and an output line escapes it. newline="": the csv
+    # module handles line ends itself; the other formats cut "\n".
     if path is None or path == "-":
         if isinstance(sys.stdin, io.TextIOWrapper):
-            sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape", newline="")
+            sys.stdin.reconfigure(encoding="utf-8-sig", errors="surrogateescape", newline="")
         yield sys.stdin
         return
     try:
         # Closed below.
-        stream = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+        stream = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115
     except OSError as error:
         raise UsageError(f"cannot read --input {path}: {error.strerror}") from None
     with stream:

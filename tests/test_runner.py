@@ -188,6 +188,41 @@ def test_each_format_from_a_file(
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "records"),
+    [
+        ("in.csv", "\ufeffname,n\nada,1\n", [{"name": "ada", "n": "1"}]),
+        ("in.jsonl", '\ufeff{"a": 1}\n2\n', [{"a": 1}, 2]),
+        ("in.txt", "\ufeffone\n", ["one"]),
+    ],
+    ids=["csv", "jsonl", "lines"],
+)
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_a_byte_order_mark_is_dropped(
+    tmp_path: Path, name: str, text: str, records: list[Any], source: str
+) -> None:
+    """A UTF-8 byte-order mark (Excel writes one) starts no key and no record."""
+    fmt = name.rpartition(".")[2].replace("txt", "lines")
+    if source == "file":
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
+        lines = _read(tmp_path / "out.jsonl")
+    else:
+        done = _run(tmp_path, "runner_jobs:echo", "--format", fmt, stdin=text)
+        lines = _parse(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert lines == [_ok(i, r) for i, r in enumerate(records)]
+
+
+def test_a_csv_field_may_be_as_long_as_a_line(tmp_path: Path) -> None:
+    """A 1 MiB field (csv's own limit is 128 KiB) is a field, not a malformed record."""
+    long = "x" * (1 << 20)
+    (tmp_path / "in.csv").write_text(f"text,n\n{long},1\n")
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.csv", "--output", "out.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert _read(tmp_path / "out.jsonl") == [_ok(0, {"text": long, "n": "1"})]
+
+
+@pytest.mark.parametrize(
     ("options", "text", "records"),
     [
         (["--input", "-"], LINES_TEXT, LINES_RECORDS),
