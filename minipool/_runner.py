@@ -38,14 +38,15 @@ from ._records import (
     JSON_TEXT,
     MALFORMED,
     IndexSet,
+    InputError,
     LineWriter,
     Record,
-    count_lines,
     error_line,
     finished_records,
     input_format,
     is_error_line,
     read_records,
+    records_in,
     result_line,
 )
 from ._run_logs import LogSink
@@ -113,7 +114,13 @@ def run(options: RunOptions) -> int:
         fmt = input_format(options.input, options.format)
         with LogSink.open(options.log_file, options.log_format) as sink:
             this_run = _Run(options, LineWriter(fd), sink, skipped=len(done))
-            return this_run.execute(fn, init, _unfinished(read_records(stream, fmt), done))
+            try:
+                return this_run.execute(fn, init, _unfinished(read_records(stream, fmt), done))
+            except InputError as error:
+                raise UsageError(
+                    f"--input {options.input or '-'}: {error}; the records before it ran, "
+                    "and their lines are written"
+                ) from None
 
 
 def _finished(options: RunOptions) -> IndexSet:
@@ -319,10 +326,8 @@ class _Run:
             progress = sys.stderr.isatty()
         if not progress:
             return None
-        total = count_lines(self.options.input or "-")
-        if total is not None and input_format(self.options.input, self.options.format) == "csv":
-            total = max(0, total - 1)  # the header
-        bar = progress_bar(total)
+        fmt = input_format(self.options.input, self.options.format)
+        bar = progress_bar(records_in(self.options.input or "-", fmt))
         bar.update(self.skipped)
         return bar
 

@@ -10,6 +10,7 @@ line per call) tells which records ran, and in which worker.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 from helpers import gone, wait_for
+
+from minipool import _records
 
 TESTS_DIR = Path(__file__).resolve().parent
 # The most any one runner may take; a passing one takes well under a second or two.
@@ -717,3 +720,61 @@ def test_bytes_that_are_not_utf8_do_not_end_the_run(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     lines = _parse(done.stdout)
     assert [line["result"] for line in lines] == ["ok", "\udcff\udcfe bad", "last"]
+
+
+# ---- JSON arrays ----------------------------------------------------------------------
+
+ARRAY_RECORDS: list[Any] = [{"name": "a", "tags": ["x", "y"]}, 2, "three", None, [4, [5]]]
+
+
+def test_a_json_file_holding_an_array_is_read_as_its_values(tmp_path: Path) -> None:
+    """A .json file that is one JSON array (how most JSON is shipped), pretty-printed over
+    many lines and longer than one read: each value is a record, in order."""
+    many = ARRAY_RECORDS * 4000  # 20,000 values, a few MiB: more than one read of the file
+    (tmp_path / "in.json").write_text(json.dumps(many, indent=2))
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert _read(tmp_path / "out.jsonl") == [_ok(i, r) for i, r in enumerate(many)]
+
+
+def test_a_json_array_that_breaks_off_is_a_usage_error_after_the_records_before(
+    tmp_path: Path,
+) -> None:
+    """Past a syntax error nothing more can be read: the records before it run and are
+    written, and the run ends with one line naming the input and the line, exit 2."""
+    (tmp_path / "in.json").write_text("[\n  1,\n  2,\n  oops\n]\n")
+    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
+    assert done.returncode == 2
+    assert _read(tmp_path / "out.jsonl") == [_ok(0, 1), _ok(1, 2)]
+    (message,) = done.stderr.strip().splitlines()
+    assert "--input in.json: not a JSON array" in message and "(line 4)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [
+        ("[]", []),
+        (" \n[1, 2]\n", [1, 2]),
+        (
+            '[12345678901234567890, "long string", {"k": [1, 2]}]',
+            [12345678901234567890, "long string", {"k": [1, 2]}],
+        ),
+        ("[1, 2,]", "Expecting value"),
+        ("[1 2]", "expected ',' or ']'"),
+        ("[1] [2]", "the text goes on after the array ends"),
+        ("[1, 2", "expected ',' or ']'"),
+    ],
+    ids=["empty", "spaced", "cut-values", "trailing-comma", "no-comma", "two-arrays", "unclosed"],
+)
+def test_json_arrays_are_read_a_value_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, text: str, outcome: Any
+) -> None:
+    """Read one character at a time (every value cut across reads), arrays give their
+    values; broken ones an InputError saying why."""
+    monkeypatch.setattr(_records._JsonArray, "CHUNK", 1)
+    records = _records.read_records(io.StringIO(text, newline=""), "jsonl")
+    if isinstance(outcome, str):
+        with pytest.raises(_records.InputError, match=re.escape(outcome)):
+            list(records)
+    else:
+        assert [payload for _, _, _, payload in records] == outcome
