@@ -311,8 +311,9 @@ class MapRun:
         self._exhausted = True
 
     def _dropped(self) -> None:
-        """Its iterator is gone: if nobody read it, it runs on (see ``_open_maps``)."""
-        if not self.read and self._open_maps is not None:
+        """Its iterator is gone: if nobody read it, it runs on (see ``_open_maps``), unless
+        this is a process forked from the pool's."""
+        if not self.read and self._open_maps is not None and not self._master.disowned:
             self._open_maps.adopt(self)
 
     def _next_with_outcomes(self) -> ChunkReceiver:

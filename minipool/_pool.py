@@ -125,7 +125,7 @@ class Pool(Executor):
     def _max_workers(self) -> int:
         """``workers``, under the private name that tools built on ``ProcessPoolExecutor``
         read (dask's ``scheduler="processes"`` with ``dask.config.set(pool=...)``)."""
-        return self._backend.workers
+        return self.workers
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` in a worker; return its ``Future``.
@@ -201,7 +201,8 @@ class Pool(Executor):
         stops the pool, as in a ``with`` block.
         """
         try:
-            self._open_maps.finish(wait and not cancel_futures)
+            if not self._backend.disowned:  # a forked child: the maps are its parent's
+                self._open_maps.finish(wait and not cancel_futures)
             self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
         except (KeyboardInterrupt, SystemExit):
             _exits.leave(self._backend)

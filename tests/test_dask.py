@@ -223,13 +223,15 @@ def test_worker_state_outside_a_job_still_fails_clearly() -> None:
         minipool.worker_state()
 
 
-def test_init_args_that_cannot_reach_the_cluster_are_a_type_error(cluster: str) -> None:
+def test_init_args_that_cannot_reach_the_cluster_are_a_type_error(
+    make_pool: Callable[..., minipool.Pool],
+) -> None:
     """A multiprocessing queue reaches only processes this machine starts: ``Pool()`` on a
     cluster refuses it with a TypeError that names init."""
     queue = multiprocessing.get_context("spawn").SimpleQueue()
     try:
         with pytest.raises(TypeError, match="cannot send init init_keep_args and init_args"):
-            minipool.Pool(cluster=cluster, init=jobs.init_keep_args, init_args=(queue,))
+            make_pool(init=jobs.init_keep_args, init_args=(queue,))
     finally:
         queue.close()
 

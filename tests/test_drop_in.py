@@ -119,13 +119,13 @@ def test_the_logging_cookbooks_queue_handler_recipe_works(
 
 @pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 def test_a_fork_made_lock_for_a_pool_that_cannot_fork_is_a_clear_error(
-    start_method: str,
+    make_pool: MakePool, start_method: str
 ) -> None:
     """A lock from the fork context, to a pool told to spawn: a TypeError at ``Pool()``
     that names the argument and both fixes; no worker is started."""
     lock = multiprocessing.get_context("fork").Lock()
     with pytest.raises(TypeError) as raised:
-        minipool.Pool(1, start_method=start_method, init=jobs.init_keep_args, init_args=(3, lock))
+        make_pool(1, start_method=start_method, init=jobs.init_keep_args, init_args=(3, lock))
     message = str(raised.value)
     assert "init_args[1] (Lock)" in message
     assert f"multiprocessing.get_context({start_method!r})" in message
@@ -137,7 +137,7 @@ def test_init_args_that_do_not_pickle_fail_at_pool_unless_forked(make_pool: Make
     spawns; a forked worker inherits it, as the stdlib's do."""
     unpicklable = jobs.UnpicklableError("x")
     with pytest.raises(TypeError, match=r"init_args\[0\] \(UnpicklableError\)"):
-        minipool.Pool(1, start_method="spawn", init=jobs.init_keep_args, init_args=(unpicklable,))
+        make_pool(1, start_method="spawn", init=jobs.init_keep_args, init_args=(unpicklable,))
     pool = make_pool(1, init=jobs.init_keep_args, init_args=(unpicklable,))
     assert pool.submit(jobs.state_type_names).result(timeout=30) == ["UnpicklableError"]
 

@@ -55,6 +55,8 @@ FORKING_CALLER = textwrap.dedent(
         method, how = sys.argv[1:3]
         pool = minipool.Pool(2, start_method=method)
         assert pool.submit(square, 2).result(timeout=30) == 4
+        pool.map(square, range(200_000))  # dropped unread: it runs on, in a thread
+        held = pool.map(square, range(1000))  # held unread: shutdown pulls it to its end
         if how == "multiprocessing":
             child = multiprocessing.get_context("fork").Process(target=use_the_parents_pool,
                                                                 args=(pool,))
@@ -70,6 +72,7 @@ FORKING_CALLER = textwrap.dedent(
         print("parent:", pool.submit(square, 4).result(timeout=30), flush=True)
         print("parent:", list(pool.map(square, range(4))), flush=True)
         pool.shutdown()
+        print("parent:", len(list(held)), flush=True)
     """
 )
 
@@ -78,9 +81,10 @@ FORKING_CALLER = textwrap.dedent(
 def test_a_child_forked_from_the_caller_leaves_the_parents_pool_alone(
     tmp_path: Path, start_method: str, how: str
 ) -> None:
-    """The child cannot use the parent's pool (a clear RuntimeError; shutdown does nothing)
-    and its exit does not stop it: the parent's later jobs run. Before, the child's exit
-    set the shared stop flag, and the parent's next job never resolved."""
+    """The child cannot use the parent's pool (a clear RuntimeError; shutdown does nothing,
+    even with the parent's maps running on unread) and its exit does not stop it: the
+    parent's later jobs run. Before, the child's exit set the shared stop flag, and the
+    parent's next job never resolved."""
     script = tmp_path / "caller.py"
     script.write_text(FORKING_CALLER)
     done = subprocess.run(
@@ -97,7 +101,7 @@ def test_a_child_forked_from_the_caller_leaves_the_parents_pool_alone(
         "a forked process cannot use its parent's pool. Create a new minipool.Pool in the "
         "child, or fork before creating the pool."
     )
-    assert lines == [refusal] * 3 + ["parent: 16", "parent: [0, 1, 4, 9]"]
+    assert lines == [refusal] * 3 + ["parent: 16", "parent: [0, 1, 4, 9]", "parent: 1000"]
     assert parent != child
     assert done.stderr == ""  # nothing complained at the child's exit
 

@@ -64,6 +64,10 @@ class Backend(Protocol):
     def closing(self) -> bool:
         """``shutdown()`` or ``stop()`` was called."""
 
+    @property
+    def disowned(self) -> bool:
+        """This process was forked from the pool's: it must never touch the pool."""
+
     def reserve_job_ids(self, count: int) -> int:
         """The first of ``count`` consecutive job ids, never handed out again."""
 
