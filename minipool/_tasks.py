@@ -79,6 +79,11 @@ class JobFuture(Future[T]):
     """
 
     _placement: Placement | None = None
+    # Set by ``cancel()`` once it has decided, under the lock, that the job is
+    # taken back: ``place()`` refuses it from then on. The state says
+    # cancelled only later (``Future.cancel`` takes the lock again, and runs
+    # callbacks outside it), and a ``place()`` in between must not send it.
+    _cancelling = False
 
     def running(self) -> bool:
         with self._condition:
@@ -96,6 +101,7 @@ class JobFuture(Future[T]):
                 # Revoked, so no worker will start it: its backend drops it on
                 # sight, even before the state below says cancelled.
                 self._placement = None
+            self._cancelling = True
         if not super().cancel():
             return False
         self._notify_cancelled()
@@ -117,7 +123,7 @@ class JobFuture(Future[T]):
         run although cancelled.
         """
         with self._condition:
-            if self._state != futures_states.PENDING:
+            if self._cancelling or self._state != futures_states.PENDING:
                 return False
             self._placement = placement
             return True
@@ -154,12 +160,15 @@ class JobReceiver:
         nbytes: int = 0,
     ) -> None:
         future = self.future
-        future.unplace()  # done, it waits nowhere (and no reference cycle stays behind)
         with _callbacks_contained(future):
             if errors:
                 future.set_exception(errors[0])
             else:
                 future.set_result(values[0])
+        # Done, it waits nowhere (and no reference cycle stays behind). Not
+        # before: a job with no placement is one in the pool's queue, and a
+        # cancel() in between would succeed on a job that ran.
+        future.unplace()
 
     def cancel(self, offset: int, count: int, reason: str) -> None:
         future = self.future

@@ -178,6 +178,12 @@ def segfault() -> None:
     ctypes.string_at(0)
 
 
+def block_then_raise(started: str, release: str) -> None:
+    """Mark ``started``, wait for the test to create ``release``, then raise ValueError."""
+    block_until_released(started, release)
+    raise ValueError("raised once released")
+
+
 def block_then_kill(started: str, release: str) -> None:
     """Mark ``started``, wait for the test to create ``release``, then SIGKILL the worker."""
     block_until_released(started, release)

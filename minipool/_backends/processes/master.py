@@ -88,7 +88,7 @@ from ..base import BackendBase
 from . import timeouts
 from .blame import judge
 from .dispatch import RECHECK_SECONDS, Dispatcher
-from .handle import Life, WorkerHandle
+from .handle import Held, Life, WorkerHandle
 from .handover import InitCall
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
@@ -308,11 +308,13 @@ class Master(BackendBase):
         for entry in skipped:  # revoked by their callers, who cancelled them
             entry.task.receiver.unplace(entry)
         task = held.task
-        if outcome.final:  # first: a finished job's future must not look running
-            task.receiver.unplace(held)
         if outcome.size:
             self._ledger.settle(task, outcome, outcome.nbytes)
             self._dispatch.timer.observe(outcome.size, outcome.seconds)
+        if outcome.final:
+            # Last: until its outcome is in, a job that ran must not look
+            # pending (a cancel() would succeed); a job to retry waits unplaced.
+            task.receiver.unplace(held)
         if outcome.final and held.done < task.size:  # stop() ended its chunk early
             rest = held.rest()
             rest.receiver.cancel(rest.offset, rest.size, STOPPED)
@@ -340,10 +342,19 @@ class Master(BackendBase):
             self._respawn(worker.slot)
 
     def _settle_held(self, worker: WorkerHandle, exitcode: int | None) -> None:
-        """Give each job the dead worker held its outcome, or send it back to the queue."""
+        """Give each job the dead worker held its outcome, or send it back to the queue.
+
+        The jobs leave their placements last: until then a cancel() asks the
+        dead worker's gate, which refuses the job it was running (to blame
+        it) and takes back the others; without a placement, the culprit
+        would look pending, and be cancelled instead of blamed.
+        """
         held = worker.take_all()
+        self._judge_held(worker, held, exitcode)
         for entry in held:
             entry.task.receiver.unplace(entry)
+
+    def _judge_held(self, worker: WorkerHandle, held: list[Held], exitcode: int | None) -> None:
         if not held:
             return
         if self._broken is not None:
