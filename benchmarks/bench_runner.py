@@ -37,7 +37,7 @@ RESUME = "minipool run --resume (complete output)"
 RUNNER_CHILD = """
 import resource, sys
 sys.path.insert(0, {here!r})
-from minipool._cli import main
+from minipool._runner.cli import main
 status = main(sys.argv[1:])
 print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 sys.exit(status)

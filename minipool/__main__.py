@@ -1,6 +1,6 @@
 import sys
 
-from ._cli import main
+from ._runner.cli import main
 
 # Guarded: spawn and forkserver workers import the main module again, as
 # __mp_main__, and must not start a second run.

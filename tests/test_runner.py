@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from helpers import gone, wait_for
 
-from minipool import _records
+from minipool._runner import records as _records
 
 TESTS_DIR = Path(__file__).resolve().parent
 # The most any one runner may take; a passing one takes well under a second or two.

@@ -6,11 +6,11 @@ import argparse
 import multiprocessing
 import sys
 
-from . import __version__
-from ._logging import check_log_level
-from ._records import FORMATS
-from ._runner import EXIT_OK, EXIT_USAGE, RunOptions, run
-from ._targets import UsageError
+from .. import __version__
+from .._logging import check_log_level
+from .records import FORMATS
+from .run import EXIT_OK, EXIT_USAGE, RunOptions, run
+from .targets import UsageError
 
 SECURITY = (
     "The runner imports and runs the code it is pointed at, as `python -m` does: run "

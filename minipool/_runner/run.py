@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
-from ._errors import InitError, RemoteTraceback, WorkerCrashed
-from ._exits import HINT_AFTER_SECONDS
-from ._map import map_jobs
-from ._map_results import MapIterator
-from ._pool import Pool
-from ._progress import progress_bar
-from ._records import (
+from .._errors import InitError, RemoteTraceback, WorkerCrashed
+from .._exits import HINT_AFTER_SECONDS
+from .._map import map_jobs
+from .._map_results import MapIterator
+from .._pool import Pool
+from .._progress import progress_bar
+from .logs import LogSink
+from .records import (
     JSON_TEXT,
     MALFORMED,
     IndexSet,
@@ -49,8 +50,7 @@ from ._records import (
     records_in,
     result_line,
 )
-from ._run_logs import LogSink
-from ._targets import UsageError, load_target
+from .targets import UsageError, load_target
 
 EXIT_OK = 0
 EXIT_FAILURES = 1

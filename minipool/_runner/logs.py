@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ._targets import UsageError
+from .targets import UsageError
 
 RUNNER = "minipool.runner"  # the logger name of the runner's own events
 
