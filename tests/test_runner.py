@@ -9,7 +9,6 @@ line per call) tells which records ran, and in which worker.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -23,131 +22,29 @@ from typing import Any
 
 import pytest
 from helpers import gone, wait_for
+from runner_helpers import (
+    CSV_RECORDS,
+    CSV_TEXT,
+    JSONL_RECORDS,
+    JSONL_TEXT,
+    LINES_RECORDS,
+    LINES_TEXT,
+    RUN_TIMEOUT,
+    job_calls,
+    line_count,
+    newest_lines,
+    ok_line,
+    parse_output,
+    read_output,
+    run_runner,
+    runner_env,
+    start_runner,
+    stderr_lines,
+    stop_runner,
+    write_indices,
+)
 
 from minipool._runner import records as _records
-
-TESTS_DIR = Path(__file__).resolve().parent
-# The most any one runner may take; a passing one takes well under a second or two.
-RUN_TIMEOUT = 30
-
-JSONL_TEXT = '1\n"two"\n\n  \n{"three": [3]}\nnull\n[4, "x"]'
-JSONL_RECORDS = [1, "two", {"three": [3]}, None, [4, "x"]]
-CSV_TEXT = 'name,n\na,1\n"b, c",2\n'
-CSV_RECORDS = [{"name": "a", "n": "1"}, {"name": "b, c", "n": "2"}]
-LINES_TEXT = 'alpha\n  beta \n\n{"x": 1}\ngamma'
-LINES_RECORDS = ["alpha", "  beta ", "", '{"x": 1}', "gamma"]
-
-
-# ---- running the runner ------------------------------------------------------------
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
-    env["RUNNER_JOBS_DIR"] = str(tmp_path)
-    return env
-
-
-def _command(*args: str) -> list[str]:
-    """``python -m minipool run ARGS``, with 2 fork workers unless ARGS say otherwise."""
-    options = list(args)
-    if "--workers" not in options:
-        options += ["--workers", "2"]
-    if "--start-method" not in options:
-        options += ["--start-method", "fork"]
-    return [sys.executable, "-m", "minipool", "run", *options]
-
-
-def _run(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the runner to the end in ``tmp_path``; ``stdin`` is its standard input (else none)."""
-    feed: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-    return subprocess.run(
-        _command(*args),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        **feed,
-    )
-
-
-def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    """Start the runner in a process group of its own, as a terminal would."""
-    return subprocess.Popen(
-        _command(*args),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        start_new_session=True,
-    )
-
-
-def _stop(runner: subprocess.Popen[str]) -> None:
-    """SIGKILL the runner's whole group if it is still running, and reap it."""
-    if runner.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(runner.pid, signal.SIGKILL)
-    runner.communicate(timeout=RUN_TIMEOUT)
-
-
-# ---- inputs and outputs --------------------------------------------------------------
-
-
-def _write_indices(tmp_path: Path, count: int, name: str = "in.jsonl") -> Path:
-    """A jsonl input whose records are 0 .. count-1."""
-    path = tmp_path / name
-    path.write_text("".join(f"{i}\n" for i in range(count)))
-    return path
-
-
-def _parse(text: str) -> list[dict[str, Any]]:
-    """The runner's output lines: whole lines, each one JSON object, "index" first."""
-    assert text == "" or text.endswith("\n"), f"a partial last line: {text[-200:]!r}"
-    lines = []
-    for line in text.split("\n")[:-1]:
-        parsed = json.loads(line)
-        assert list(parsed) in (["index", "result"], ["index", "error"]), line
-        if "error" in parsed:
-            assert {"type", "message", "traceback"} <= set(parsed["error"]), line
-        lines.append(parsed)
-    return lines
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    return _parse(path.read_text())
-
-
-def _ok(index: int, result: Any) -> dict[str, Any]:
-    return {"index": index, "result": result}
-
-
-def _newest(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The line that counts for each index: its last."""
-    return {line["index"]: line for line in lines}
-
-
-def _calls(tmp_path: Path) -> list[tuple[int, int]]:
-    """(record, worker pid) for each call the jobs logged, in the order they were logged."""
-    path = tmp_path / "calls"
-    if not path.exists():
-        return []
-    return [
-        (int(x), int(pid))
-        for x, pid in (line.split() for line in path.read_text().split("\n")[:-1])
-    ]
-
-
-def _line_count(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def _stderr_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
-
 
 # ---- inputs --------------------------------------------------------------------------
 
@@ -184,9 +81,11 @@ def test_each_format_from_a_file(
 ) -> None:
     """jsonl (blank lines skipped), csv (dicts) and lines (no line ending), by extension or flag."""
     (tmp_path / name).write_text(text)
-    done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl", *options)
+    done = run_runner(
+        tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl", *options
+    )
     assert done.returncode == 0, done.stderr
-    assert _read(tmp_path / "out.jsonl") == [_ok(i, r) for i, r in enumerate(records)]
+    assert read_output(tmp_path / "out.jsonl") == [ok_line(i, r) for i, r in enumerate(records)]
     assert done.stdout == ""
 
 
@@ -207,22 +106,22 @@ def test_a_byte_order_mark_is_dropped(
     fmt = name.rpartition(".")[2].replace("txt", "lines")
     if source == "file":
         (tmp_path / name).write_text(text, encoding="utf-8")
-        done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
-        lines = _read(tmp_path / "out.jsonl")
+        done = run_runner(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
+        lines = read_output(tmp_path / "out.jsonl")
     else:
-        done = _run(tmp_path, "runner_jobs:echo", "--format", fmt, stdin=text)
-        lines = _parse(done.stdout)
+        done = run_runner(tmp_path, "runner_jobs:echo", "--format", fmt, stdin=text)
+        lines = parse_output(done.stdout)
     assert done.returncode == 0, done.stderr
-    assert lines == [_ok(i, r) for i, r in enumerate(records)]
+    assert lines == [ok_line(i, r) for i, r in enumerate(records)]
 
 
 def test_a_csv_field_may_be_as_long_as_a_line(tmp_path: Path) -> None:
     """A 1 MiB field (csv's own limit is 128 KiB) is a field, not a malformed record."""
     long = "x" * (1 << 20)
     (tmp_path / "in.csv").write_text(f"text,n\n{long},1\n")
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.csv", "--output", "out.jsonl")
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.csv", "--output", "out.jsonl")
     assert done.returncode == 0, done.stderr
-    assert _read(tmp_path / "out.jsonl") == [_ok(0, {"text": long, "n": "1"})]
+    assert read_output(tmp_path / "out.jsonl") == [ok_line(0, {"text": long, "n": "1"})]
 
 
 @pytest.mark.parametrize(
@@ -236,16 +135,16 @@ def test_a_csv_field_may_be_as_long_as_a_line(tmp_path: Path) -> None:
 )
 def test_stdin_to_stdout(tmp_path: Path, options: list[str], text: str, records: list[Any]) -> None:
     """No --input (or ``-``): records come from stdin, as lines unless told; out to stdout."""
-    done = _run(tmp_path, "runner_jobs:echo", *options, stdin=text)
+    done = run_runner(tmp_path, "runner_jobs:echo", *options, stdin=text)
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, r) for i, r in enumerate(records)]
+    assert parse_output(done.stdout) == [ok_line(i, r) for i, r in enumerate(records)]
 
 
 def test_jobs_printing_do_not_break_the_output(tmp_path: Path) -> None:
     """A job that prints to stdout does not put its text among the JSON lines on stdout."""
-    done = _run(tmp_path, "runner_jobs:chatty", "--format", "jsonl", stdin="0\n1\n2\n")
+    done = run_runner(tmp_path, "runner_jobs:chatty", "--format", "jsonl", stdin="0\n1\n2\n")
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, i) for i in range(3)]
+    assert parse_output(done.stdout) == [ok_line(i, i) for i in range(3)]
 
 
 # ---- failures ------------------------------------------------------------------------
@@ -253,20 +152,22 @@ def test_jobs_printing_do_not_break_the_output(tmp_path: Path) -> None:
 
 def test_failures_are_error_lines_and_exit_1(tmp_path: Path) -> None:
     """Exceptions become error lines (type, message, worker traceback); one summary line; exit 1."""
-    _write_indices(tmp_path, 6)
-    done = _run(tmp_path, "runner_jobs:fail_on_odd", "--input", "in.jsonl", "--output", "out.jsonl")
+    write_indices(tmp_path, 6)
+    done = run_runner(
+        tmp_path, "runner_jobs:fail_on_odd", "--input", "in.jsonl", "--output", "out.jsonl"
+    )
     assert done.returncode == 1, done.stderr
-    lines = _read(tmp_path / "out.jsonl")
+    lines = read_output(tmp_path / "out.jsonl")
     assert [line["index"] for line in lines] == list(range(6))
     for i, line in enumerate(lines):
         if i % 2 == 0:
-            assert line == _ok(i, i * 10)
+            assert line == ok_line(i, i * 10)
             continue
         error = line["error"]
         assert (error["type"], error["message"]) == ("ValueError", f"odd: {i}")
         assert "fail_on_odd" in error["traceback"]
         assert f"ValueError: odd: {i}" in error["traceback"]
-    [summary] = _stderr_lines(done.stderr)
+    [summary] = stderr_lines(done.stderr)
     assert re.search(r"\b3\b", summary), summary
     assert "out.jsonl" in summary
     assert "--resume-failed" in summary
@@ -290,14 +191,14 @@ def test_malformed_records(
 ) -> None:
     """A broken JSON line or a CSV row with the wrong field count: MalformedRecord, "line N: "."""
     (tmp_path / name).write_text(text)
-    done = _run(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", name, "--output", "out.jsonl")
     assert done.returncode == 1, done.stderr
-    lines = _read(tmp_path / "out.jsonl")
+    lines = read_output(tmp_path / "out.jsonl")
     assert [line["index"] for line in lines] == sorted([*results, *malformed])
     for line in lines:
         index = line["index"]
         if index in results:
-            assert line == _ok(index, results[index])
+            assert line == ok_line(index, results[index])
         else:
             assert line["error"]["type"] == "MalformedRecord"
             assert line["error"]["message"].startswith(f"line {malformed[index]}: "), line
@@ -305,11 +206,11 @@ def test_malformed_records(
 
 def test_unserializable_result(tmp_path: Path) -> None:
     """A result json cannot encode is an UnserializableResult error; the others are results."""
-    _write_indices(tmp_path, 3)
-    done = _run(tmp_path, "runner_jobs:unserializable_on_1", "--input", "in.jsonl")
+    write_indices(tmp_path, 3)
+    done = run_runner(tmp_path, "runner_jobs:unserializable_on_1", "--input", "in.jsonl")
     assert done.returncode == 1, done.stderr
-    lines = _parse(done.stdout)
-    assert lines[0] == _ok(0, 0) and lines[2] == _ok(2, 2)
+    lines = parse_output(done.stdout)
+    assert lines[0] == ok_line(0, 0) and lines[2] == ok_line(2, 2)
     assert lines[1]["index"] == 1 and lines[1]["error"]["type"] == "UnserializableResult"
 
 
@@ -326,21 +227,23 @@ def test_one_record_fails_alone(
 ) -> None:
     """Record 2 kills its worker, or runs past --timeout: it alone gets that error line."""
     (tmp_path / "in.jsonl").write_text(records)
-    done = _run(tmp_path, job, "--input", "in.jsonl", *options)
+    done = run_runner(tmp_path, job, "--input", "in.jsonl", *options)
     assert done.returncode == 1, done.stderr
-    lines = _parse(done.stdout)
+    lines = parse_output(done.stdout)
     assert [line["index"] for line in lines] == list(range(5))
     assert lines[2]["error"]["type"] == error_type
-    assert [line for line in lines if line["index"] != 2] == [_ok(i, i) for i in (0, 1, 3, 4)]
+    assert [line for line in lines if line["index"] != 2] == [ok_line(i, i) for i in (0, 1, 3, 4)]
 
 
 def test_retries(tmp_path: Path) -> None:
     """--retries 1: a record that fails once runs again and succeeds; exit 0."""
-    _write_indices(tmp_path, 4)
-    done = _run(tmp_path, "runner_jobs:fail_first_time", "--input", "in.jsonl", "--retries", "1")
+    write_indices(tmp_path, 4)
+    done = run_runner(
+        tmp_path, "runner_jobs:fail_first_time", "--input", "in.jsonl", "--retries", "1"
+    )
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, i) for i in range(4)]
-    assert sorted(x for x, _ in _calls(tmp_path)) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert parse_output(done.stdout) == [ok_line(i, i) for i in range(4)]
+    assert sorted(x for x, _ in job_calls(tmp_path)) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 # ---- interruption and resume ---------------------------------------------------------
@@ -357,49 +260,49 @@ def test_signal_stops_the_run_and_resume_finishes_it(
     tmp_path: Path, signum: int, to_group: bool
 ) -> None:
     """A signal mid-run: whole lines, one hint on stderr, exit 130; --resume runs only the rest."""
-    _write_indices(tmp_path, SLOW_RECORDS)
+    write_indices(tmp_path, SLOW_RECORDS)
     output = tmp_path / "out.jsonl"
     args = ("runner_jobs:logged_slow", "--input", "in.jsonl", "--output", "out.jsonl")
-    runner = _start(tmp_path, *args)
+    runner = start_runner(tmp_path, *args)
     try:
-        assert wait_for(lambda: _line_count(output) >= 10, timeout=20)
+        assert wait_for(lambda: line_count(output) >= 10, timeout=20)
         if to_group:
             os.killpg(runner.pid, signum)
         else:
             os.kill(runner.pid, signum)
         _, stderr = runner.communicate(timeout=RUN_TIMEOUT)
     finally:
-        _stop(runner)
+        stop_runner(runner)
     assert runner.returncode == 130, stderr
     assert "Traceback" not in stderr
-    [hint] = _stderr_lines(stderr)
+    [hint] = stderr_lines(stderr)
     assert "--resume" in hint
-    first = _read(output)
+    first = read_output(output)
     finished = [line["index"] for line in first]
-    assert first == [_ok(i, i) for i in finished]  # no record was failed by the signal
+    assert first == [ok_line(i, i) for i in finished]  # no record was failed by the signal
     assert len(set(finished)) == len(finished) < SLOW_RECORDS
-    calls_before = _calls(tmp_path)
+    calls_before = job_calls(tmp_path)
     workers = {pid for _, pid in calls_before}
     assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
 
-    done = _run(tmp_path, *args, "--resume")
+    done = run_runner(tmp_path, *args, "--resume")
     assert done.returncode == 0, done.stderr
-    lines = _read(output)
+    lines = read_output(output)
     assert lines[: len(first)] == first
     assert sorted(line["index"] for line in lines) == list(range(SLOW_RECORDS))
-    assert all(line == _ok(line["index"], line["index"]) for line in lines)
-    rerun = [x for x, _ in _calls(tmp_path)[len(calls_before) :]]
+    assert all(line == ok_line(line["index"], line["index"]) for line in lines)
+    rerun = [x for x, _ in job_calls(tmp_path)[len(calls_before) :]]
     assert sorted(rerun) == sorted(set(range(SLOW_RECORDS)) - set(finished))
 
 
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     """A second SIGINT while a record hangs: exit 130 at once, finished lines kept, it resumes."""
-    _write_indices(tmp_path, 6)
+    write_indices(tmp_path, 6)
     output = tmp_path / "out.jsonl"
     args = ("runner_jobs:first_waits_for_release", "--input", "in.jsonl", "--output", "out.jsonl")
-    runner = _start(tmp_path, *args, "--unordered")
+    runner = start_runner(tmp_path, *args, "--unordered")
     try:
-        assert wait_for(lambda: _line_count(output) == 5, timeout=20)  # all but record 0
+        assert wait_for(lambda: line_count(output) == 5, timeout=20)  # all but record 0
         os.killpg(runner.pid, signal.SIGINT)
         # Signals do not queue: two SIGINTs sent back to back can arrive as one.
         # Half a second apart (a bounded wait that must not end early) they are two.
@@ -407,59 +310,62 @@ def test_second_signal_stops_at_once(tmp_path: Path) -> None:
         os.killpg(runner.pid, signal.SIGINT)
         _, stderr = runner.communicate(timeout=5)  # well before record 0 would give up
     finally:
-        _stop(runner)
+        stop_runner(runner)
     assert runner.returncode == 130, stderr
     assert "Traceback" not in stderr
-    [hint] = _stderr_lines(stderr)
+    [hint] = stderr_lines(stderr)
     assert "--resume" in hint
-    assert sorted(line["index"] for line in _read(output)) == [1, 2, 3, 4, 5]
-    workers = {pid for _, pid in _calls(tmp_path)}
+    assert sorted(line["index"] for line in read_output(output)) == [1, 2, 3, 4, 5]
+    workers = {pid for _, pid in job_calls(tmp_path)}
     assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
 
     (tmp_path / "release").touch()
-    calls_before = len(_calls(tmp_path))
-    done = _run(tmp_path, *args, "--resume")
+    calls_before = len(job_calls(tmp_path))
+    done = run_runner(tmp_path, *args, "--resume")
     assert done.returncode == 0, done.stderr
-    assert [x for x, _ in _calls(tmp_path)[calls_before:]] == [0]
-    assert sorted(line["index"] for line in _read(output)) == list(range(6))
+    assert [x for x, _ in job_calls(tmp_path)[calls_before:]] == [0]
+    assert sorted(line["index"] for line in read_output(output)) == list(range(6))
 
 
 def test_resume_failed_reruns_only_the_failures(tmp_path: Path) -> None:
     """--resume-failed runs again exactly the records whose line is an error; then none."""
-    _write_indices(tmp_path, 10)
+    write_indices(tmp_path, 10)
     switch = tmp_path / "fail-switch"
     switch.touch()
     args = ("runner_jobs:fail_odd_while_switched", "--input", "in.jsonl", "--output", "out.jsonl")
-    first = _run(tmp_path, *args)
+    first = run_runner(tmp_path, *args)
     assert first.returncode == 1, first.stderr
     switch.unlink()
-    calls_before = len(_calls(tmp_path))
+    calls_before = len(job_calls(tmp_path))
     assert calls_before == 10
 
-    second = _run(tmp_path, *args, "--resume-failed")
+    second = run_runner(tmp_path, *args, "--resume-failed")
     assert second.returncode == 0, second.stderr
-    assert sorted(x for x, _ in _calls(tmp_path)[calls_before:]) == [1, 3, 5, 7, 9]
-    assert _newest(_read(tmp_path / "out.jsonl")) == {i: _ok(i, i) for i in range(10)}
+    assert sorted(x for x, _ in job_calls(tmp_path)[calls_before:]) == [1, 3, 5, 7, 9]
+    assert newest_lines(read_output(tmp_path / "out.jsonl")) == {
+        i: ok_line(i, i) for i in range(10)
+    }
 
-    third = _run(tmp_path, *args, "--resume-failed")
+    third = run_runner(tmp_path, *args, "--resume-failed")
     assert third.returncode == 0, third.stderr
-    assert len(_calls(tmp_path)) == calls_before + 5
+    assert len(job_calls(tmp_path)) == calls_before + 5
 
 
 def test_resume_failed_goes_by_the_newest_line(tmp_path: Path) -> None:
-    """An index's newest line decides: error-then-result is done, result-then-error runs again."""
-    _write_indices(tmp_path, 5)
+    """An index's newest line decides: error-then-result is done, result-then-error runs again;
+    then the output holds only the newest line of each record."""
+    write_indices(tmp_path, 5)
     error = {"type": "ValueError", "message": "earlier", "traceback": "..."}
     written = [
         {"index": 0, "error": error},
-        _ok(1, 1),
-        _ok(0, 0),
+        ok_line(1, 1),
+        ok_line(0, 0),
         {"index": 1, "error": error},
-        _ok(2, 2),
+        ok_line(2, 2),
         {"index": 3, "error": error},
     ]
     (tmp_path / "out.jsonl").write_text("".join(json.dumps(line) + "\n" for line in written))
-    done = _run(
+    done = run_runner(
         tmp_path,
         "runner_jobs:logged",
         "--input",
@@ -469,23 +375,23 @@ def test_resume_failed_goes_by_the_newest_line(tmp_path: Path) -> None:
         "--resume-failed",
     )
     assert done.returncode == 0, done.stderr
-    assert sorted(x for x, _ in _calls(tmp_path)) == [1, 3, 4]
-    lines = _read(tmp_path / "out.jsonl")
-    assert lines[: len(written)] == written
-    assert _newest(lines) == {i: _ok(i, i) for i in range(5)}
+    assert sorted(x for x, _ in job_calls(tmp_path)) == [1, 3, 4]
+    # One line per record, its newest: the old lines that still count, then the new.
+    expected = [ok_line(0, 0), ok_line(2, 2), ok_line(1, 1), ok_line(3, 3), ok_line(4, 4)]
+    assert read_output(tmp_path / "out.jsonl") == expected
 
 
 def test_resume_of_a_complete_output_runs_nothing(tmp_path: Path) -> None:
     """--resume when every index has a line: no call, the output unchanged, exit 0."""
-    _write_indices(tmp_path, 5)
+    write_indices(tmp_path, 5)
     args = ("runner_jobs:logged", "--input", "in.jsonl", "--output", "out.jsonl")
-    assert _run(tmp_path, *args).returncode == 0
+    assert run_runner(tmp_path, *args).returncode == 0
     before = (tmp_path / "out.jsonl").read_text()
-    calls = _calls(tmp_path)
-    done = _run(tmp_path, *args, "--resume")
+    calls = job_calls(tmp_path)
+    done = run_runner(tmp_path, *args, "--resume")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.jsonl").read_text() == before
-    assert _calls(tmp_path) == calls
+    assert job_calls(tmp_path) == calls
 
 
 # ---- options -------------------------------------------------------------------------
@@ -493,23 +399,23 @@ def test_resume_of_a_complete_output_runs_nothing(tmp_path: Path) -> None:
 
 def test_unordered_output_has_every_index_once(tmp_path: Path) -> None:
     """--unordered: every index exactly once, each with its own result."""
-    _write_indices(tmp_path, 30)
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", "--unordered")
+    write_indices(tmp_path, 30)
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", "--unordered")
     assert done.returncode == 0, done.stderr
-    lines = _parse(done.stdout)
+    lines = parse_output(done.stdout)
     assert sorted(line["index"] for line in lines) == list(range(30))
-    assert all(line == _ok(line["index"], line["index"]) for line in lines)
+    assert all(line == ok_line(line["index"], line["index"]) for line in lines)
 
 
 @pytest.mark.parametrize(("init", "base"), [("init_generator", 1000), ("init_plain", 2000)])
 def test_init_state_reaches_the_function(tmp_path: Path, init: str, base: int) -> None:
     """--init's value is worker_state() in the job; a generator's teardown runs in each worker."""
-    _write_indices(tmp_path, 6)
-    done = _run(
+    write_indices(tmp_path, 6)
+    done = run_runner(
         tmp_path, "runner_jobs:add_base", "--input", "in.jsonl", "--init", f"runner_jobs:{init}"
     )
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, base + i) for i in range(6)]
+    assert parse_output(done.stdout) == [ok_line(i, base + i) for i in range(6)]
     if init == "init_generator":
         inits = {path.name.split("-")[1] for path in tmp_path.glob("init-*")}
         teardowns = {path.name.split("-")[1] for path in tmp_path.glob("teardown-*")}
@@ -547,8 +453,8 @@ def test_file_path_targets(tmp_path: Path, start_method: str, absolute: bool) ->
     jobs.parent.mkdir()
     jobs.write_text(FILE_JOBS)
     path = str(jobs) if absolute else "scripts/file_jobs.py"
-    _write_indices(tmp_path, 4)
-    done = _run(
+    write_indices(tmp_path, 4)
+    done = run_runner(
         tmp_path,
         f"{path}:triple",
         "--init",
@@ -559,13 +465,13 @@ def test_file_path_targets(tmp_path: Path, start_method: str, absolute: bool) ->
         start_method,
     )
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, 3 * i + 101) for i in range(4)]
+    assert parse_output(done.stdout) == [ok_line(i, 3 * i + 101) for i in range(4)]
 
 
 def test_json_log_file(tmp_path: Path) -> None:
     """--log-format json: one event per get_logger and logging call, from the worker that ran it."""
-    _write_indices(tmp_path, 6)
-    done = _run(
+    write_indices(tmp_path, 6)
+    done = run_runner(
         tmp_path,
         "runner_jobs:log_each",
         "--input",
@@ -579,7 +485,7 @@ def test_json_log_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    ran_in = dict(_calls(tmp_path))
+    ran_in = dict(job_calls(tmp_path))
     structured = [event for event in events if event.get("event") == "record done"]
     assert sorted(event["record"] for event in structured) == list(range(6))
     for event in structured:
@@ -593,12 +499,12 @@ def test_json_log_file(tmp_path: Path) -> None:
 
 def test_log_level_and_console_format(tmp_path: Path) -> None:
     """--log-level warning drops the jobs' info events; --log-format console is not JSON."""
-    _write_indices(tmp_path, 3)
+    write_indices(tmp_path, 3)
     args = ("runner_jobs:log_each", "--input", "in.jsonl", "--output", "out.jsonl")
-    quiet = _run(tmp_path, *args, "--log-file", "quiet.log", "--log-level", "warning")
+    quiet = run_runner(tmp_path, *args, "--log-file", "quiet.log", "--log-level", "warning")
     assert quiet.returncode == 0, quiet.stderr
     assert "record done" not in (tmp_path / "quiet.log").read_text()
-    console = _run(tmp_path, *args, "--log-file", "console.log", "--log-format", "console")
+    console = run_runner(tmp_path, *args, "--log-file", "console.log", "--log-format", "console")
     assert console.returncode == 0, console.stderr
     lines = [line for line in (tmp_path / "console.log").read_text().splitlines() if line]
     done_lines = [line for line in lines if "record done" in line]
@@ -609,10 +515,10 @@ def test_log_level_and_console_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flag", ["--progress", "--no-progress", None])
 def test_progress_bar(tmp_path: Path, flag: str | None) -> None:
     """--progress draws a tqdm bar on stderr; --no-progress, or stderr not a terminal, does not."""
-    _write_indices(tmp_path, 5)
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", *filter(None, [flag]))
+    write_indices(tmp_path, 5)
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", *filter(None, [flag]))
     assert done.returncode == 0, done.stderr
-    assert _parse(done.stdout) == [_ok(i, i) for i in range(5)]
+    assert parse_output(done.stdout) == [ok_line(i, i) for i in range(5)]
     drew = re.search(r"\[\d\d:\d\d[<,]", done.stderr) is not None  # tqdm's "[00:00<00:00"
     assert drew == (flag == "--progress"), done.stderr
 
@@ -644,11 +550,11 @@ def test_progress_bar(tmp_path: Path, flag: str | None) -> None:
 )
 def test_usage_errors(tmp_path: Path, args: list[str], mentions: str | None) -> None:
     """A bad target, input or option: exit 2, a short message on stderr, no traceback."""
-    _write_indices(tmp_path, 2)
+    write_indices(tmp_path, 2)
     (tmp_path / "broken.py").write_text("import no_such_dependency_xyz\n\n\ndef f(x):\n    pass\n")
     if "--input" not in args:
         args = [*args, "--input", "in.jsonl"]
-    done = _run(tmp_path, *args)
+    done = run_runner(tmp_path, *args)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("minipool: error:") or (
@@ -666,15 +572,15 @@ def test_usage_errors(tmp_path: Path, args: list[str], mentions: str | None) -> 
 def test_cluster_refuses_process_options(tmp_path: Path, options: list[str]) -> None:
     """--cluster ADDRESS with --workers or --start-method exits 2 saying why (tests/test_dask.py
     runs the runner on a real cluster)."""
-    _write_indices(tmp_path, 2)
+    write_indices(tmp_path, 2)
     command = ["runner_jobs:echo", "--input", "in.jsonl", "--cluster", "tcp://x:1", *options]
-    done = subprocess.run(  # not _run(), which adds both options
+    done = subprocess.run(  # not run_runner(), which adds both options
         [sys.executable, "-m", "minipool", "run", *command],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=runner_env(tmp_path),
     )
     assert done.returncode == 2, done.stderr
     assert f"{options[0]} cannot be used with --cluster" in done.stderr
@@ -715,10 +621,10 @@ def test_no_arguments_prints_usage(tmp_path: Path) -> None:
 def test_bytes_that_are_not_utf8_do_not_end_the_run(tmp_path: Path) -> None:
     """An input line with bytes that are not UTF-8 is a record like any other; exit 0."""
     (tmp_path / "in.txt").write_bytes(b"ok\n\xff\xfe bad\nlast\n")
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.txt")
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.txt")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    lines = _parse(done.stdout)
+    lines = parse_output(done.stdout)
     assert [line["result"] for line in lines] == ["ok", "\udcff\udcfe bad", "last"]
 
 
@@ -732,9 +638,9 @@ def test_a_json_file_holding_an_array_is_read_as_its_values(tmp_path: Path) -> N
     many lines and longer than one read: each value is a record, in order."""
     many = ARRAY_RECORDS * 4000  # 20,000 values, a few MiB: more than one read of the file
     (tmp_path / "in.json").write_text(json.dumps(many, indent=2))
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
     assert done.returncode == 0, done.stderr
-    assert _read(tmp_path / "out.jsonl") == [_ok(i, r) for i, r in enumerate(many)]
+    assert read_output(tmp_path / "out.jsonl") == [ok_line(i, r) for i, r in enumerate(many)]
 
 
 def test_a_json_array_that_breaks_off_is_a_usage_error_after_the_records_before(
@@ -743,9 +649,9 @@ def test_a_json_array_that_breaks_off_is_a_usage_error_after_the_records_before(
     """Past a syntax error nothing more can be read: the records before it run and are
     written, and the run ends with one line naming the input and the line, exit 2."""
     (tmp_path / "in.json").write_text("[\n  1,\n  2,\n  oops\n]\n")
-    done = _run(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
+    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.json", "--output", "out.jsonl")
     assert done.returncode == 2
-    assert _read(tmp_path / "out.jsonl") == [_ok(0, 1), _ok(1, 2)]
+    assert read_output(tmp_path / "out.jsonl") == [ok_line(0, 1), ok_line(1, 2)]
     (message,) = done.stderr.strip().splitlines()
     assert "--input in.json: not a JSON array" in message and "(line 4)" in message
 

@@ -76,7 +76,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     resume.add_argument(
         "--resume-failed",
         action="store_true",
-        help="skip records whose newest line in --output is a result; run the rest",
+        help="skip records whose newest line in --output is a result; run the rest, then "
+        "keep only each record's newest line",
     )
     order = run_parser.add_mutually_exclusive_group()
     order.add_argument(

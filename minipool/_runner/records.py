@@ -1,4 +1,4 @@
-"""The runner's records: inputs read as a stream, whole JSON lines out, and resuming.
+"""The runner's records: inputs read as a stream, a record at a time.
 
 A record travels to a worker as a ``Record`` tuple. JSON lines are decoded in
 the worker, and the worker encodes the output line of a record that
@@ -12,7 +12,6 @@ import io
 import itertools
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
@@ -218,104 +217,3 @@ def _count_lines(path: str) -> int | None:
         for block in iter(lambda: file.read(1 << 20), b""):
             lines += block.count(b"\n")
     return lines
-
-
-# ---- output -----------------------------------------------------------------------
-
-
-def result_line(index: int, result: Any) -> str:
-    """A success line; raises TypeError or ValueError for a result JSON cannot carry."""
-    return f'{{"index": {index}, "result": {json.dumps(result, allow_nan=False)}}}'
-
-
-def error_line(index: int, type_name: str, message: str, traceback: str) -> str:
-    error = {"type": type_name, "message": message, "traceback": traceback}
-    return f'{{"index": {index}, "error": {json.dumps(error)}}}'
-
-
-def is_error_line(line: str) -> bool:
-    """Whether a line made by ``result_line`` or ``error_line`` is an error."""
-    return line.startswith('"error"', line.index(",") + 2)
-
-
-class LineWriter:
-    """Writes whole lines to a file descriptor, a batch per system call.
-
-    A batch is written with ``os.write`` until all of it is out, so a run that
-    is interrupted leaves whole lines; only a kill in the middle of a write can
-    leave a last line without its newline, which ``--resume`` cuts off.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def write(self, lines: Iterable[str]) -> None:
-        data = memoryview("".join(line + "\n" for line in lines).encode())
-        while data:
-            data = data[os.write(self._fd, data) :]
-
-
-# ---- resuming -----------------------------------------------------------------------
-
-
-class IndexSet:
-    """A set of record indices as a bitmap: 10 million records take 1.25 MB."""
-
-    def __init__(self) -> None:
-        self._bits = bytearray()
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __contains__(self, index: int) -> bool:
-        byte = index >> 3
-        return byte < len(self._bits) and bool(self._bits[byte] & (1 << (index & 7)))
-
-    def set(self, index: int, present: bool) -> None:
-        byte, bit = index >> 3, 1 << (index & 7)
-        if byte >= len(self._bits):
-            if not present:
-                return
-            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
-        if bool(self._bits[byte] & bit) != present:
-            self._bits[byte] ^= bit
-            self._count += 1 if present else -1
-
-
-# The start of every line the runner writes; anything else is parsed as JSON.
-_LINE_START = re.compile(rb'\{"index": (\d+), "(result|error)"')
-
-
-def finished_records(path: str, rerun_failed: bool) -> IndexSet:
-    """The indices an earlier run finished: every one with a line, or with
-    ``rerun_failed`` those whose newest line is a result. A last line without
-    its newline (a run killed mid-write) is cut off the file."""
-    done = IndexSet()
-    complete = 0  # bytes up to the end of the last whole line
-    with open(path, "rb") as file:
-        for line in file:
-            if not line.endswith(b"\n"):
-                break
-            complete += len(line)
-            parsed = _parse_line(line)
-            if parsed is not None:
-                index, ok = parsed
-                done.set(index, ok or not rerun_failed)
-    if complete < os.path.getsize(path):
-        os.truncate(path, complete)
-    return done
-
-
-def _parse_line(line: bytes) -> tuple[int, bool] | None:
-    """A line's index and whether it is a result; None for a line that is not the runner's."""
-    match = _LINE_START.match(line)
-    if match is not None:
-        return int(match[1]), match[2] == b"result"
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("index"), int):
-        return None
-    return data["index"], "result" in data

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
 import json
 import os
 import signal
@@ -35,20 +36,24 @@ from .._map_results import MapIterator
 from .._pool import Pool
 from .._progress import progress_bar
 from .logs import LogSink
+from .output import (
+    LineWriter,
+    OutputError,
+    OutputScan,
+    error_line,
+    is_error_line,
+    keep_newest_lines,
+    result_line,
+    scan_output,
+)
 from .records import (
     JSON_TEXT,
     MALFORMED,
-    IndexSet,
     InputError,
-    LineWriter,
     Record,
-    error_line,
-    finished_records,
     input_format,
-    is_error_line,
     read_records,
     records_in,
-    result_line,
 )
 from .targets import UsageError, load_target
 
@@ -107,34 +112,93 @@ def run_record(fn: Callable[[Any], Any], record: Record) -> str:
 
 
 def run(options: RunOptions) -> int:
-    fn = load_target(options.target, "TARGET")
-    init = load_target(options.init, "--init") if options.init else None
-    done = _finished(options)
-    with _open_input(options.input) as stream, _output_fd(options, resuming=bool(done)) as fd:
+    _check_paths(options)
+    with contextlib.ExitStack() as stack:
+        # Before the targets are imported: a module that prints as it loads
+        # must not put its text among the output lines.
+        stdout = None if options.output else stack.enter_context(_stdout_for_lines_only())
+        fn = load_target(options.target, "TARGET")
+        init = load_target(options.init, "--init") if options.init else None
+        earlier = _earlier_output(options)
+        stream = stack.enter_context(_open_input(options.input))
+        fd = stdout if stdout is not None else stack.enter_context(_output_file(options, earlier))
         fmt = input_format(options.input, options.format)
-        with LogSink.open(options.log_file, options.log_format) as sink:
-            this_run = _Run(options, LineWriter(fd), sink, skipped=len(done))
-            try:
-                return this_run.execute(fn, init, _unfinished(read_records(stream, fmt), done))
-            except InputError as error:
-                raise UsageError(
-                    f"--input {options.input or '-'}: {error}; the records before it ran, "
-                    "and their lines are written"
-                ) from None
+        sink = stack.enter_context(LogSink.open(options.log_file, options.log_format))
+        this_run = _Run(options, LineWriter(fd), sink, earlier)
+        try:
+            status = this_run.execute(fn, init, _unfinished(read_records(stream, fmt), earlier))
+        except InputError as error:
+            raise UsageError(
+                f"--input {options.input or '-'}: {error}; the records before it ran, "
+                "and their lines are written"
+            ) from None
+    if status != EXIT_INTERRUPTED and earlier is not None:
+        _replace_older_lines(options, earlier, this_run.written)
+    return status
 
 
-def _finished(options: RunOptions) -> IndexSet:
+def _replace_older_lines(options: RunOptions, earlier: OutputScan, written: int) -> None:
+    """A resumed run ended: leave one line per record, its newest, in the output."""
+    assert options.output is not None
+    if not (earlier.repeated or (options.resume_failed and written)):
+        return  # no record has two lines
+    try:
+        keep_newest_lines(options.output)
+    except OSError as error:
+        print(
+            f"minipool: warning: could not rewrite {options.output} with one line per "
+            f"record ({error}); where a record has two lines, the last one is its newest",
+            file=sys.stderr,
+        )
+
+
+def _check_paths(options: RunOptions) -> None:
+    """Refuse a run that would write over its own input or over another of its files."""
+    named = [
+        (flag, path)
+        for flag, path in (
+            ("--input", options.input),
+            ("--output", options.output),
+            ("--log-file", options.log_file),
+        )
+        if path not in (None, "-")
+    ]
+    for flag, path in named:
+        if flag != "--input" and os.path.isdir(path):
+            raise UsageError(f"{flag} {path} is a directory; name a file")
+    existing = [(flag, path) for flag, path in named if os.path.exists(path)]
+    for (first_flag, first), (flag, path) in itertools.combinations(existing, 2):
+        if os.path.samefile(first, path):
+            raise UsageError(
+                f"{flag} {path} is the same file as {first_flag} {first}: writing it would "
+                f"destroy what {first_flag} holds; name another file"
+            )
+
+
+def _earlier_output(options: RunOptions) -> OutputScan | None:
+    """What the output to resume holds; None when not resuming (or nothing is there yet)."""
     if not (options.resume or options.resume_failed):
-        return IndexSet()
+        return None
     if options.output is None:
         raise UsageError("--resume and --resume-failed need --output: the file to resume")
-    if not os.path.exists(options.output):
-        return IndexSet()
-    return finished_records(options.output, rerun_failed=options.resume_failed)
+    try:
+        return scan_output(options.output, rerun_failed=options.resume_failed)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise UsageError(f"cannot read --output {options.output}: {error.strerror}") from None
+    except OutputError as error:
+        raise UsageError(
+            f"--output {options.output}: {error}. Resume only into the output of an earlier "
+            "run, or remove that line"
+        ) from None
 
 
-def _unfinished(records: Iterator[Record], done: IndexSet) -> Iterator[Record]:
-    return records if not len(done) else (record for record in records if record[0] not in done)
+def _unfinished(records: Iterator[Record], earlier: OutputScan | None) -> Iterator[Record]:
+    if earlier is None or not len(earlier.done):
+        return records
+    done = earlier.done
+    return (record for record in records if record[0] not in done)
 
 
 @contextlib.contextmanager
@@ -159,11 +223,9 @@ def _open_input(path: str | None) -> Iterator[TextIO]:
 
 
 @contextlib.contextmanager
-def _output_fd(options: RunOptions, resuming: bool) -> Iterator[int]:
-    if options.output is None:
-        yield from _stdout_for_lines_only()
-        return
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resuming else os.O_TRUNC)
+def _output_file(options: RunOptions, earlier: OutputScan | None) -> Iterator[int]:
+    assert options.output is not None
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if earlier is None else os.O_APPEND)
     try:
         fd = os.open(options.output, flags, 0o644)
     except OSError as error:
@@ -174,6 +236,7 @@ def _output_fd(options: RunOptions, resuming: bool) -> Iterator[int]:
         os.close(fd)
 
 
+@contextlib.contextmanager
 def _stdout_for_lines_only() -> Iterator[int]:
     """A descriptor for standard output, while fd 1 points at stderr.
 
@@ -194,11 +257,15 @@ def _stdout_for_lines_only() -> Iterator[int]:
 class _Run:
     """One run: the pool, the outcomes written as they come, the counts, the interrupt."""
 
-    def __init__(self, options: RunOptions, writer: LineWriter, sink: LogSink, skipped: int):
+    def __init__(
+        self, options: RunOptions, writer: LineWriter, sink: LogSink, earlier: OutputScan | None
+    ):
         self.options = options
         self.writer = writer
         self.sink = sink
-        self.skipped = skipped
+        self.skipped = 0 if earlier is None else len(earlier.done)
+        # Error lines of earlier runs that --resume keeps (--resume-failed runs them again).
+        self.failed_before = earlier.errors if earlier and not options.resume_failed else 0
         self.written = self.failed = 0
         self.signals = 0  # SIGINT and SIGTERM received
         self.interrupted = False  # the first came: stop
@@ -366,9 +433,12 @@ class _Run:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-        if self.failed:
+        failed = self.failed + self.failed_before
+        if failed:
+            total = self.written + self.skipped
+            earlier = f", {self.failed_before} in earlier runs" if self.failed_before else ""
             print(
-                f"minipool: {self.failed} of {self.written} records failed; their error lines "
+                f"minipool: {failed} of {total} records failed{earlier}; their error lines "
                 f"are in {output} (--resume-failed runs them again).",
                 file=sys.stderr,
             )
