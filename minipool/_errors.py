@@ -105,6 +105,11 @@ class WorkerCrashed(PoolError):
         return (_rebuild, (type(self), (str(self),), fields))
 
 
+# How every message of an InitError from a local pool ends (the runner, which
+# does not create pools, leaves it out).
+INIT_ADVICE = "No job can run; fix init and create a new Pool."
+
+
 class InitError(PoolError):
     """``init`` raised (or its process died) in a worker, so the pool cannot run jobs.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+from types import TracebackType
 from typing import Any
 
 from ._errors import RemoteError, RemoteTraceback
@@ -116,12 +117,27 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
 
 
 def _traceback_text(error: BaseException) -> str:
+    """The traceback as Python prints it, from the first frame that is not minipool's."""
+    frames_from = _from_user_code(error.__traceback__)
     try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return "".join(traceback.format_exception(type(error), error, frames_from))
     except BaseException:
-        frames = "".join(traceback.format_tb(error.__traceback__))
+        frames = "".join(traceback.format_tb(frames_from))
         last = f"{type(error).__qualname__}: {_safe_str(error)}"
         return f"Traceback (most recent call last):\n{frames}{last}\n"
+
+
+def _from_user_code(frames: TracebackType | None) -> TracebackType | None:
+    """``frames`` less the leading ones of minipool's own modules, which ran the job
+    (all of them if the error is minipool's own)."""
+    first = frames
+    while first is not None and _is_minipool(first.tb_frame.f_globals.get("__name__", "")):
+        first = first.tb_next
+    return frames if first is None else first
+
+
+def _is_minipool(module: str) -> bool:
+    return module == "minipool" or module.startswith("minipool.")
 
 
 def _safe_str(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +147,38 @@ def chatty(x: Any) -> Any:
     """Print to stdout, as jobs do, and return the record."""
     print(f"chatter {x}", flush=True)
     return x
+
+
+# ---- messages and init ----------------------------------------------------------------
+
+
+def crash_on_7(x: int) -> int:
+    """SIGKILL the worker on record 7."""
+    if x == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+        wait_for_path(_directory() / "never", BLOCK_TIMEOUT)  # the signal lands a moment later
+    return x
+
+
+def block_on_7(x: int) -> int:
+    """Record 7 takes far longer than any --timeout the tests set."""
+    if x == 7:
+        wait_for_path(_directory() / "never", BLOCK_TIMEOUT)
+    return x
+
+
+def init_with(path: str, count: int) -> dict[str, Any]:
+    return {"path": path, "count": count}
+
+
+def read_init_state(x: int) -> list[Any]:
+    state = minipool.worker_state()
+    return [state["path"], state["count"], x]
+
+
+def init_raises() -> None:
+    raise RuntimeError("no database at /nowhere")
+
+
+def init_exits() -> None:
+    os._exit(9)

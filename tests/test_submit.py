@@ -88,6 +88,9 @@ def test_job_exception_keeps_its_type_and_worker_traceback(make_pool: MakePool) 
     assert isinstance(cause, minipool.RemoteTraceback)
     assert "raise_value_error" in str(cause)
     assert "ValueError: bad value 42" in cause.tb
+    # It starts at the job's own frame: the frames of minipool that ran it are not the job's.
+    first_frame = cause.tb.splitlines()[1]
+    assert first_frame.startswith('  File "') and "jobs.py" in first_frame, cause.tb
 
 
 def test_large_arguments_and_results_cross_both_ways(make_pool: MakePool) -> None:

@@ -49,7 +49,7 @@ from distributed.scheduler import KilledWorker
 
 from .. import _by_value as by_value
 from .. import _exits
-from .._errors import InitError, PoolError, WorkerCrashed
+from .._errors import INIT_ADVICE, InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
 from .._options import PoolOptions, name_of
 from .._tasks import Task
@@ -114,8 +114,7 @@ class DaskBackend(BackendBase):
             with contextlib.suppress(Exception):
                 self._client.unregister_worker_plugin(self._name)
             error = InitError(
-                f"init failed on a Dask worker: {type(cause).__name__}: {cause}. No job can "
-                "run; fix init and create a new Pool."
+                f"init failed on a Dask worker: {type(cause).__name__}: {cause}. {INIT_ADVICE}"
             )
             raise error from cause
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
+from typing import Any
 
 from .. import __version__
 from .._logging import check_log_level
 from .records import FORMATS
-from .run import EXIT_OK, EXIT_USAGE, RunOptions, run
+from .run import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, InitFailed, RunOptions, run
 from .targets import UsageError
 
 SECURITY = (
@@ -24,7 +26,8 @@ example:
 Each record becomes one output line, {"index": i, "result": ...} or
 {"index": i, "error": {"type": ..., "message": ..., "traceback": ...}}.
 Exit status: 0 every record succeeded, 1 some failed, 2 usage error,
-130 interrupted (run again with --resume to finish).
+3 --init failed (no record ran), 130 interrupted (run again with --resume
+to finish).
 """
 
 
@@ -67,6 +70,11 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--output", metavar="PATH", help="where the JSON lines go (default: standard output)")
     add("--workers", type=_positive_int, metavar="N", help="worker processes (default: CPUs)")
     add("--init", metavar="TARGET", help="run once in each worker; a generator gets teardown")
+    add(
+        "--init-args",
+        metavar="JSON_ARRAY",
+        help="the arguments of --init, as a JSON array: '[\"data.sqlite\", 4]'",
+    )
     add("--timeout", type=_positive_float, metavar="SECONDS", help="per record")
     add("--retries", type=_whole_number, default=0, metavar="N", help="per failed record")
     resume = run_parser.add_mutually_exclusive_group()
@@ -104,6 +112,23 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
+def _init_args(text: str | None, init: str | None) -> tuple[Any, ...]:
+    if text is None:
+        return ()
+    if init is None:
+        raise UsageError("--init-args needs --init: the function they are passed to")
+    try:
+        values = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--init-args is not JSON ({error}): {text!r}") from None
+    if not isinstance(values, list):
+        raise UsageError(
+            f"--init-args must be a JSON array of the arguments, like '[\"data.sqlite\", 4]'; "
+            f"got {text!r}"
+        )
+    return tuple(values)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -136,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"minipool: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except InitFailed as error:
+        print(f"minipool: error: {error}", file=sys.stderr)
+        return EXIT_INIT_FAILED
 
 
 def _run_options(args: argparse.Namespace) -> RunOptions:
@@ -154,6 +182,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise UsageError(f"--log-level: {error}") from None
     return RunOptions(
         target=args.target,
+        init_args=_init_args(args.init_args, args.init),
         input=args.input,
         format=args.format,
         output=args.output,

@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
-from .._errors import InitError, RemoteTraceback, WorkerCrashed
+from .._errors import INIT_ADVICE, InitError, PoolError, RemoteTraceback, WorkerCrashed
 from .._exits import HINT_AFTER_SECONDS
 from .._map import map_jobs
 from .._map_results import MapIterator
@@ -60,7 +61,13 @@ from .targets import UsageError, load_target
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
+EXIT_INIT_FAILED = 3
 EXIT_INTERRUPTED = 130
+EXIT_OUTPUT_CLOSED = 141  # as a shell reports a process that SIGPIPE ended
+
+
+class InitFailed(Exception):
+    """``--init`` failed in a worker: no record can run; exit 3 with this one-line message."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class RunOptions:
     output: str | None
     workers: int | None
     init: str | None
+    init_args: tuple[Any, ...]
     timeout: float | None
     retries: int
     resume: bool
@@ -282,25 +290,17 @@ class _Run:
             pool = self._start_pool(init)
             self._act_on_signals(pool)
             self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
-            outcomes = map_jobs(
-                pool,
-                pool._backend,
-                functools.partial(run_record, fn),
-                (self._feed(records),),
-                timeout=None,
-                chunksize=None,
-                ordered=self.options.ordered,
-                return_exceptions=True,
-                progress=False,
-                task_timeout=None,
-                positions=True,
-            )
-            self._write_all(outcomes, bar)
+            self._write_all(self._outcomes(pool, fn, records), bar)
             pool.shutdown()
-        except KeyboardInterrupt:  # a third signal: stuck (reading a slow stdin, say)
+        except InitError as error:
             if pool is not None:
-                pool._backend.kill_workers()
-                pool.shutdown(wait=True)
+                pool.shutdown()
+            raise _init_failed(error, self.options.init) from None
+        except BrokenPipeError:  # the reader of stdout left (``| head``): the rest is unwanted
+            _end_now(pool)
+            return EXIT_OUTPUT_CLOSED
+        except KeyboardInterrupt:  # a third signal: stuck (reading a slow stdin, say)
+            _end_now(pool)
             self.interrupted = True
         finally:
             _restore_signals(previous)
@@ -310,11 +310,30 @@ class _Run:
                 bar.close()
         return self._finish()
 
+    def _outcomes(self, pool: Pool, fn: Callable[..., Any], records: Any) -> MapIterator:
+        """Each record's outcome, by its position among those fed, as the chunks come in."""
+        outcomes = map_jobs(
+            pool,
+            pool._backend,
+            functools.partial(run_record, fn),
+            (self._feed(records),),
+            timeout=None,
+            chunksize=None,
+            ordered=self.options.ordered,
+            return_exceptions=True,
+            progress=False,
+            task_timeout=None,
+            positions=True,
+        )
+        assert isinstance(outcomes, MapIterator)
+        return outcomes
+
     def _start_pool(self, init: Callable[..., Any] | None) -> Pool:
         try:
             return Pool(
                 self.options.workers,
                 init=init,
+                init_args=self.options.init_args,
                 start_method=self.options.start_method,
                 task_timeout=self.options.timeout,
                 retries=self.options.retries,
@@ -322,7 +341,7 @@ class _Run:
                 log_level=self.options.log_level,
                 cluster=self.options.cluster,
             )
-        except (OSError, ImportError, InitError) as error:  # --cluster: not there, or init failed
+        except (OSError, ImportError) as error:  # --cluster: not there
             if self.options.cluster is None:
                 raise
             raise UsageError(f"--cluster {self.options.cluster}: {error}") from None
@@ -360,9 +379,8 @@ class _Run:
             self.indices[position] = record[0]
             yield record
 
-    def _write_all(self, outcomes: Iterator[Any], bar: Any) -> None:
+    def _write_all(self, outcomes: MapIterator, bar: Any) -> None:
         """Each chunk's lines in one write, as the chunk comes in."""
-        assert isinstance(outcomes, MapIterator)
         try:
             for chunk in outcomes.chunks:
                 lines = [line for line in map(self._line, chunk) if line is not None]
@@ -380,6 +398,8 @@ class _Run:
         if isinstance(value, str):
             self.failed += is_error_line(value)  # a record the worker could not read or write
             return value
+        if isinstance(value, InitError):
+            raise value  # the pool broke: no record ran, none gets a line
         if isinstance(value, CancelledError) or (
             self.abandoned and isinstance(value, WorkerCrashed)
         ):
@@ -446,12 +466,59 @@ class _Run:
         return EXIT_OK
 
 
+def _end_now(pool: Pool | None) -> None:
+    """Kill the records in progress and close the pool: nobody waits for them."""
+    if pool is not None:
+        pool._backend.kill_workers()
+        pool.shutdown(wait=True)
+
+
 def _restore_signals(previous: dict[int, Any]) -> None:
     for number, handler in previous.items():
         signal.signal(number, handler)
 
 
+def _init_failed(error: InitError, init: str | None) -> InitFailed:
+    """One line for a person: which init, how it failed, where in their code."""
+    text = str(error).removesuffix(INIT_ADVICE).rstrip(" .;")
+    where = _last_frame(error.__cause__)
+    return InitFailed(
+        f"--init {init}: {text.splitlines()[0] if text else type(error).__name__}"
+        f"{where}; no record ran. Fix it, then run the same command again."
+    )
+
+
+_FRAME_LINE = re.compile(r'^  File "(.*)", line (\d+), in (.*)$', re.MULTILINE)
+
+
+def _last_frame(cause: BaseException | None) -> str:
+    """`` (file.py, line 12, in setup)``: where the worker's traceback of ``cause`` ends."""
+    trace = cause.__cause__ if cause is not None else None
+    if not isinstance(trace, RemoteTraceback):
+        return ""
+    frames = _FRAME_LINE.findall(trace.tb)
+    if not frames:
+        return ""
+    path, line, function = frames[-1]
+    return f" ({path}, line {line}, in {function})"
+
+
 def _exception_line(index: int, error: BaseException) -> str:
     cause = error.__cause__
     trace = cause.tb if isinstance(cause, RemoteTraceback) else ""
-    return error_line(index, type(error).__name__, str(error), trace)
+    return error_line(index, type(error).__name__, _message_for_record(error, index), trace)
+
+
+def _message_for_record(error: BaseException, index: int) -> str:
+    """``str(error)`` as a runner's user reads it: the pool's messages name the record, not
+    the pool's job id, and its notes (the attempts a retried record took) follow."""
+    message = str(error)
+    job_id = getattr(error, "job_id", None)
+    if isinstance(error, PoolError) and job_id is not None:
+        message = message.replace(f"job {job_id}", f"record {index}")
+        message = message.replace("task_timeout=", "--timeout ")
+    notes = [
+        note.replace("the job ", "the record ") if note.startswith("minipool:") else note
+        for note in map(str, getattr(error, "__notes__", ()))
+    ]
+    return "\n".join([message, *notes])

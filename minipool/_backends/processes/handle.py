@@ -34,7 +34,7 @@ from time import monotonic
 from typing import Any
 
 from ..._context import CLAIMED_CELL, IDLE
-from ..._errors import InitError, PoolError, TaskTimeout, WorkerCrashed
+from ..._errors import INIT_ADVICE, InitError, PoolError, TaskTimeout, WorkerCrashed
 from ..._messages import STOP, FrameReader, Outbox, Outcome
 from ..._pickling import loads, rebuild_exception
 from ..._tasks import Task
@@ -309,7 +309,7 @@ class WorkerHandle:
         cause = rebuild_exception(loads(payload))
         error = InitError(
             f"init failed in worker {self.slot} (pid {self.pid}): "
-            f"{type(cause).__name__}: {cause}. No job can run; fix init and create a new Pool.",
+            f"{type(cause).__name__}: {cause}. {INIT_ADVICE}",
             worker_id=self.slot,
         )
         error.__cause__ = cause
@@ -336,8 +336,7 @@ class WorkerHandle:
             )
         how, _ = self.describe_exit(exitcode)
         return InitError(
-            f"worker {self.slot} (pid {self.pid}) {how} while running init; "
-            "no job can run. Fix init and create a new Pool.",
+            f"worker {self.slot} (pid {self.pid}) {how} while running init. {INIT_ADVICE}",
             worker_id=self.slot,
         )
 
