@@ -35,7 +35,7 @@ from ._map_results import MapIterator, released_as_yielded
 from ._messages import ADAPTIVE, UNTRACKED
 from ._open_maps import OpenMaps
 from ._options import name_of
-from ._progress import progress_bar
+from ._progress import Progress, progress_bar
 from ._scheduling import ChunkSizer
 from ._tasks import ChunkReceiver, ChunkResult
 
@@ -156,7 +156,7 @@ class MapRun:
         # Raised once every result before it is out: the input's own error,
         # or the pool stopping under this map.
         self._end_error: BaseException | None = None
-        self._bar: Any = None
+        self._bar: Progress | None = None
         self._positions = positions
         self._open_maps = open_maps
         # fill() runs in the reader's thread, and in shutdown's (pull_all).
@@ -257,11 +257,12 @@ class MapRun:
         else:
             self._progress.set()
 
-    def _show_progress(self) -> None:
-        """Advance the progress bar to the jobs done so far (in the consumer's thread)."""
+    def _show_progress(self, failed: int = 0) -> None:
+        """Advance the progress bar to the jobs done so far, ``failed`` more of them with
+        an error (in the consumer's thread)."""
         if self._bar is not None:
             jobs_done = self._jobs_done
-            self._bar.update(jobs_done - self._jobs_shown)
+            self._bar.update(jobs_done - self._jobs_shown, failed)
             self._jobs_shown = jobs_done
 
     def results(self) -> MapIterator:
@@ -296,7 +297,7 @@ class MapRun:
                 values, errors = receiver.take()
                 if receiver.complete:
                     self._window.remove(receiver)
-                self._show_progress()
+                self._show_progress(len(errors))
                 self.fill()
                 self._handed_out += len(values)
                 yield position, values, errors

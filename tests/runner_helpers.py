@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,3 +142,68 @@ def line_count(path: Path) -> int:
 
 def stderr_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
+
+
+# ---- a real terminal ---------------------------------------------------------------------
+
+
+def run_in_terminal(
+    tmp_path: Path, *args: str, command: list[str] | None = None, columns: int = 100
+) -> tuple[int, str]:
+    """Run the runner on ``args`` (or ``command``) with its stderr on a pseudo-terminal of
+    ``columns`` columns, stdout and stdin not; its exit status, and what the terminal got."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    try:
+        runner = subprocess.Popen(
+            command or runner_command(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            cwd=tmp_path,
+            env=runner_env(tmp_path),
+        )
+        os.close(follower)
+        follower = -1
+        received = bytearray()
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: every process holding the terminal closed it
+                break
+            if not data:
+                break
+            received += data
+        returncode = runner.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    return returncode, received.decode("utf-8", "replace")
+
+
+def screen_lines(output: str) -> list[str]:
+    """The lines a terminal shows for ``output``: a carriage return goes back to the start
+    of the line, later text overwrites earlier (enough for tqdm's one bar)."""
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)  # cursor and colour codes
+    lines: list[list[str]] = [[]]
+    column = 0
+    for char in output:
+        if char == "\n":
+            lines.append([])
+            column = 0
+        elif char == "\r":
+            column = 0
+        else:
+            line = lines[-1]
+            if column < len(line):
+                line[column] = char
+            else:
+                line.append(char)
+            column += 1
+    return ["".join(line).rstrip() for line in lines]

@@ -182,3 +182,11 @@ def init_raises() -> None:
 
 def init_exits() -> None:
     os._exit(9)
+
+
+def log_then_fail_on_odd(x: int) -> int:
+    """One structlog event per record, as the README's clean.py logs; odd records fail."""
+    minipool.get_logger(record=x).info("cleaning")
+    if x % 2:
+        raise ValueError(f"odd: {x}")
+    return x

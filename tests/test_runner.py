@@ -512,17 +512,6 @@ def test_log_level_and_console_format(tmp_path: Path) -> None:
     assert not any(line.lstrip().startswith("{") for line in done_lines)
 
 
-@pytest.mark.parametrize("flag", ["--progress", "--no-progress", None])
-def test_progress_bar(tmp_path: Path, flag: str | None) -> None:
-    """--progress draws a tqdm bar on stderr; --no-progress, or stderr not a terminal, does not."""
-    write_indices(tmp_path, 5)
-    done = run_runner(tmp_path, "runner_jobs:echo", "--input", "in.jsonl", *filter(None, [flag]))
-    assert done.returncode == 0, done.stderr
-    assert parse_output(done.stdout) == [ok_line(i, i) for i in range(5)]
-    drew = re.search(r"\[\d\d:\d\d[<,]", done.stderr) is not None  # tqdm's "[00:00<00:00"
-    assert drew == (flag == "--progress"), done.stderr
-
-
 # ---- usage -----------------------------------------------------------------------------
 
 

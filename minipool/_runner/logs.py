@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from .._progress import Progress
 from .targets import UsageError
 
 RUNNER = "minipool.runner"  # the logger name of the runner's own events
@@ -25,6 +26,7 @@ class LogSink:
         self._runner_events = runner_events
         self._render = _render_json if fmt == "json" else _render_console
         self._lock = threading.Lock()  # events come from the pool's thread and this one
+        self._progress: Progress | None = None  # a bar the lines must go above
 
     @classmethod
     @contextlib.contextmanager
@@ -39,8 +41,16 @@ class LogSink:
         with stream:
             yield cls(stream, fmt, runner_events=True)
 
+    def show_progress(self, progress: Progress) -> None:
+        """Events written to the terminal the bar is on go above it, not through it."""
+        if self._stream is sys.stderr:
+            self._progress = progress
+
     def __call__(self, event: dict[str, Any]) -> None:
         line = self._render(event)
+        if self._progress is not None:
+            self._progress.write(line + "\n")
+            return
         with self._lock:
             self._stream.write(line + "\n")
 

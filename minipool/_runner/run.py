@@ -35,7 +35,7 @@ from .._exits import HINT_AFTER_SECONDS
 from .._map import map_jobs
 from .._map_results import MapIterator
 from .._pool import Pool
-from .._progress import progress_bar
+from .._progress import Progress, progress_bar
 from .logs import LogSink
 from .output import (
     LineWriter,
@@ -379,16 +379,17 @@ class _Run:
             self.indices[position] = record[0]
             yield record
 
-    def _write_all(self, outcomes: MapIterator, bar: Any) -> None:
+    def _write_all(self, outcomes: MapIterator, bar: Progress | None) -> None:
         """Each chunk's lines in one write, as the chunk comes in."""
         try:
             for chunk in outcomes.chunks:
+                failed_before = self.failed
                 lines = [line for line in map(self._line, chunk) if line is not None]
                 self.writer.write(lines)
                 self.sink.flush()  # the events of these records, with their lines
                 self.written += len(lines)
                 if bar is not None:
-                    bar.update(len(lines))
+                    bar.update(len(lines), self.failed - failed_before)
         except CancelledError:
             pass  # the input left unread after stop(): --resume reads it
 
@@ -407,15 +408,16 @@ class _Run:
         self.failed += 1
         return _exception_line(index, value)
 
-    def _progress_bar(self) -> Any:
+    def _progress_bar(self) -> Progress | None:
         progress = self.options.progress
         if progress is None:
             progress = sys.stderr.isatty()
         if not progress:
             return None
         fmt = input_format(self.options.input, self.options.format)
-        bar = progress_bar(records_in(self.options.input or "-", fmt))
-        bar.update(self.skipped)
+        bar = progress_bar(records_in(self.options.input or "-", fmt), unit="record")
+        bar.update(self.skipped, self.failed_before)
+        self.sink.show_progress(bar)
         return bar
 
     def _catch_signals(self) -> dict[int, Any]:
