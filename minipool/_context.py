@@ -54,6 +54,8 @@ class WorkerContext:
     # True in a process that a job forked: the worker's copy, which must end
     # before it gets back to the worker's loop (see _execute.leave_forked_child).
     forked: bool = False
+    # Runs of the jobs in hand that failed already (``retries``): 0 on a first run.
+    attempts: int = 0
 
     def job_id(self) -> int | None:
         """The id of the job this worker is running now, if any."""

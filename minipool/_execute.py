@@ -181,6 +181,7 @@ def run_chunk(
     timed: bool = False,
 ) -> None:
     """Run the jobs of ``chunk`` (its function unpickled: ``fn``) into ``results``."""
+    context.attempts = chunk.attempts
     call = _star_call(fn, chunk.kwargs) if chunk.star else fn
     items = chunk.items
     if chunk.tracking == UNTRACKED:

@@ -80,6 +80,7 @@ class Chunk(NamedTuple):
     star: bool
     kwargs: dict[str, Any] | None
     tracking: int = TRACKED
+    attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
 
     @classmethod
     def decode(cls, payload: bytes | memoryview) -> Chunk:

@@ -360,7 +360,7 @@ class Task:
         """The ``CHUNK`` frame's header (with its prefix) and the pickled chunk."""
         if self._frame is None:
             # Arguments travel as the function does: by value when only cloudpickle can.
-            chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking)
+            chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking, self.attempts)
             payload = dumps_value(tuple(chunk))
             header = chunk_header(
                 self.first_job_id, self.size, self.timeout is not None, len(payload)

@@ -1,10 +1,15 @@
-"""The ``python -m minipool`` runner: a function mapped over the records of a file.
+"""The ``python -m minipool run`` runner: a function mapped over the records of a file.
 
 Its modules follow a run's data flow:
 
-- ``cli``: the command line, parsed and checked, into ``run.RunOptions``;
+- ``cli``: the command line, parsed and checked, into ``options.RunOptions``;
+- ``options``: what a run was asked to do, and its exit statuses;
 - ``targets``: ``MODULE:FUNC`` or ``path.py:FUNC`` loaded, and ``UsageError``;
-- ``records``: input records read as they come, output lines written and read back;
-- ``run``: the records mapped over a pool, each outcome written as one line;
+- ``run``: the files checked and opened, in an order that cannot lose data;
+- ``records``: input records read as they come;
+- ``pool_run``: the records mapped over a pool, each outcome written as it comes;
+- ``job``: in the worker, a record in and its output line out;
+- ``messages``: a record's error, or a failed init, told to a person;
+- ``output``: output lines written whole, read back to resume, rewritten;
 - ``logs``: the workers' log events written where ``--log-file`` says.
 """

@@ -10,8 +10,9 @@ from typing import Any
 
 from .. import __version__
 from .._logging import check_log_level
+from .options import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, InitFailed, RunOptions
 from .records import FORMATS
-from .run import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, InitFailed, RunOptions, run
+from .run import run
 from .targets import UsageError
 
 SECURITY = (

@@ -2,7 +2,7 @@
 
 A record travels to a worker as a ``Record`` tuple. JSON lines are decoded in
 the worker, and the worker encodes the output line of a record that
-succeeded (see ``run.run_record``), so the caller mostly moves text.
+succeeded (see ``job.run_record``), so the caller mostly moves text.
 """
 
 from __future__ import annotations
