@@ -356,7 +356,8 @@ def top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
 def build_report(aggregate: Aggregate, n: int) -> Report:
     """Turn an aggregate into the numbers the report shows."""
     classes = sorted(aggregate["requests"])
-    endpoints = sorted(aggregate["times"].items(), key=lambda item: -item[1].total())
+    endpoints = sorted(aggregate["times"].items(), key=lambda item: (-item[1].total(), item[0]))
+    endpoints = endpoints[:n]
     return Report(
         lines=aggregate["lines"],
         malformed=aggregate["malformed"],
@@ -421,17 +422,21 @@ def positive(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    logs = Path(tempfile.gettempdir()) / "minipool-access-logs"
     add = parser.add_argument
-    add("--dir", type=Path, default=logs, help=f"logs, generated or reused (default {logs})")
+    add(
+        "--dir",
+        type=Path,
+        help="where the logs are generated, or reused by a later run (default: a temporary "
+        "directory, removed at the end)",
+    )
     add("--lines", type=positive, default=2_000_000, help="lines in all (default 2,000,000)")
     add("--files", type=positive, default=8, help="log files (default 8)")
     add("--seed", type=int, default=2026, help="generator seed (default 2026)")
     add("--workers", type=positive, default=None, help="default: one per CPU")
     add("--chunk-bytes", type=positive, default=4 << 20, help="log per job (default 4 MiB)")
-    add("--out", type=Path, help="shard directory (default: a new temporary one)")
+    add("--out", type=Path, help="shard directory (default: a temporary one, removed at the end)")
     add("--log-file", type=Path, help="worker events as JSON lines (default OUT/events.jsonl)")
-    add("--top", type=positive, default=10, help="paths and clients listed (default 10)")
+    add("--top", type=positive, default=10, help="paths, clients, endpoints listed (default 10)")
     add("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -466,10 +471,21 @@ def check(parallel: Aggregate, reference: Aggregate, jobs: list[Job], out: Path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Generate (or reuse) the logs, aggregate them twice, report; 1 if the runs disagree."""
+    """Generate (or reuse) the logs, aggregate them twice, report; 1 if the runs disagree.
+
+    What the user did not give a directory for (the logs, the shards) lives in a
+    temporary directory that is removed at the end, whatever happens.
+    """
     args = parse_args(argv)
-    paths = generate_logs(args.dir, args.lines, args.files, args.seed, args.workers)
-    out = args.out or Path(tempfile.mkdtemp(prefix="minipool-logs-"))
+    with contextlib.ExitStack() as temporary:
+        logs = args.dir or Path(temporary.enter_context(tempfile.TemporaryDirectory("-logs")))
+        out = args.out or Path(temporary.enter_context(tempfile.TemporaryDirectory("-shards")))
+        return run(args, logs, out)
+
+
+def run(args: argparse.Namespace, logs: Path, out: Path) -> int:
+    """The demo over ``logs`` (generated or reused), its shards in ``out``."""
+    paths = generate_logs(logs, args.lines, args.files, args.seed, args.workers)
     log_file = args.log_file or out / "events.jsonl"
     prepare_output(out, log_file)
     jobs = plan_jobs(paths, args.chunk_bytes)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import __version__
 from .._logging import check_log_level
-from .options import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, InitFailed, RunOptions
+from .options import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, Halt, InitFailed, RunOptions
 from .records import FORMATS
 from .run import run
 from .targets import UsageError
@@ -27,8 +27,8 @@ example:
 Each record becomes one output line, {"index": i, "result": ...} or
 {"index": i, "error": {"type": ..., "message": ..., "traceback": ...}}.
 Exit status: 0 every record succeeded, 1 some failed, 2 usage error,
-3 --init failed (no record ran), 130 interrupted (run again with --resume
-to finish).
+3 --init failed (no record ran), 4 halted by --halt, 130 interrupted (run
+again with --resume to finish), 141 the reader of standard output left.
 """
 
 
@@ -88,6 +88,26 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="skip records whose newest line in --output is a result; run the rest, then "
         "keep only each record's newest line",
     )
+    add(
+        "--halt",
+        type=_halt,
+        metavar="N|P%",
+        help="stop dispatching once N records failed (or P%% of those finished); the "
+        "records in hand finish, their lines are kept; exit 4 (GNU parallel: --halt "
+        "soon,fail=N)",
+    )
+    add(
+        "--dry-run",
+        action="store_true",
+        help="check the target, --init and every record, count what would run; run "
+        "nothing, write nothing",
+    )
+    add(
+        "--joblog",
+        metavar="PATH",
+        help="a tab-separated line per record: index, start, runtime, attempts, worker, "
+        "pid, outcome (GNU parallel: --joblog)",
+    )
     order = run_parser.add_mutually_exclusive_group()
     order.add_argument(
         "--ordered", dest="ordered", action="store_true", default=True, help="(default)"
@@ -128,6 +148,22 @@ def _init_args(text: str | None, init: str | None) -> tuple[Any, ...]:
             f"got {text!r}"
         )
     return tuple(values)
+
+
+def _halt(text: str) -> Halt:
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if 0 < percent <= 100:
+                return Halt(fraction=percent / 100)
+        elif int(text) >= 1:
+            return Halt(failures=int(text))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"must be a number of failed records (5) or a percentage of those finished "
+        f"(10%), got {text!r}"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -200,4 +236,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         progress=args.progress,
         start_method=args.start_method,
         cluster=args.cluster,
+        halt=args.halt,
+        dry_run=args.dry_run,
+        joblog=args.joblog,
     )

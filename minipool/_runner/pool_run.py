@@ -15,6 +15,7 @@ and the run exits 130; a second signal kills the workers at once.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import sys
 import threading
@@ -29,10 +30,18 @@ from .._map import map_jobs
 from .._map_results import MapIterator
 from .._pool import Pool
 from .._progress import Progress, progress_bar
-from .job import run_record
+from .job import run_record, run_record_with_facts
+from .joblog import JobFacts, JobLog, facts_of
 from .logs import LogSink
 from .messages import exception_line, init_failed
-from .options import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED, RunOptions
+from .options import (
+    EXIT_FAILURES,
+    EXIT_HALTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
+    RunOptions,
+)
 from .output import LineWriter, OutputScan, is_error_line
 from .records import Record, input_format, records_in
 from .targets import UsageError
@@ -42,11 +51,20 @@ class PoolRun:
     """One run: the pool, the outcomes written as they come, the counts, the interrupt."""
 
     def __init__(
-        self, options: RunOptions, writer: LineWriter, sink: LogSink, earlier: OutputScan | None
+        self,
+        options: RunOptions,
+        writer: LineWriter,
+        sink: LogSink,
+        earlier: OutputScan | None,
+        joblog: JobLog | None = None,
     ):
         self.options = options
         self.writer = writer
         self.sink = sink
+        self.joblog = joblog
+        self.joblog_entries: list[tuple[int, JobFacts | None, Any, str]] = []  # of a chunk
+        self.halted = False  # --halt's failures were reached: nothing more is dispatched
+        self.pool: Pool | None = None
         self.skipped = 0 if earlier is None else len(earlier.done)
         # Error lines of earlier runs that --resume keeps (--resume-failed runs them again).
         self.failed_before = earlier.errors if earlier and not options.resume_failed else 0
@@ -63,7 +81,7 @@ class PoolRun:
         previous = self._catch_signals()
         pool = None
         try:
-            pool = self._start_pool(init)
+            pool = self.pool = self._start_pool(init)
             self._act_on_signals(pool)
             self.sink.runner_event("run started", workers=pool.workers, skipped=self.skipped)
             self._write_all(self._outcomes(pool, fn, records), bar)
@@ -91,7 +109,7 @@ class PoolRun:
         outcomes = map_jobs(
             pool,
             pool._backend,
-            functools.partial(run_record, fn),
+            functools.partial(run_record_with_facts if self.joblog else run_record, fn),
             (self._feed(records),),
             timeout=None,
             chunksize=None,
@@ -150,7 +168,7 @@ class PoolRun:
 
     def _feed(self, records: Iterable[Record]) -> Iterator[Record]:
         for position, record in enumerate(records):
-            if self.interrupted:
+            if self.interrupted or self.halted:
                 return  # the input ends here: nothing more is dispatched
             self.indices[position] = record[0]
             yield record
@@ -164,14 +182,32 @@ class PoolRun:
                 self.writer.write(lines)
                 self.sink.flush()  # the events of these records, with their lines
                 self.written += len(lines)
+                if self.joblog is not None:
+                    self.joblog.write(self.joblog_entries)
+                    self.joblog_entries.clear()
                 if bar is not None:
                     bar.update(len(lines), self.failed - failed_before)
+                if self.failed > failed_before:
+                    self._halt_if_asked()
         except CancelledError:
             pass  # the input left unread after stop(): --resume reads it
+
+    def _halt_if_asked(self) -> None:
+        """--halt: once its failures are reached, stop dispatching; the records in hand
+        finish and their lines are written."""
+        halt = self.options.halt
+        if halt is None or self.halted or not halt.reached(self.failed, self.written):
+            return
+        self.halted = True
+        assert self.pool is not None
+        self.pool.stop()  # the rest is cancelled: no line, --resume runs it
 
     def _line(self, outcome: tuple[int, Any]) -> str | None:
         position, value = outcome
         index = self.indices.pop(position)
+        if isinstance(value, tuple):  # with --joblog: the line and the facts of its run
+            value, facts = value
+            self._log_job(index, facts, None, _outcome_of(value))
         if isinstance(value, str):
             self.failed += is_error_line(value)  # a record the worker could not read or write
             return value
@@ -182,7 +218,12 @@ class PoolRun:
         ):
             return None  # never ran, or killed by a second Ctrl-C: --resume runs it
         self.failed += 1
+        self._log_job(index, facts_of(value), value, type(value).__name__)
         return exception_line(index, value)
+
+    def _log_job(self, index: int, facts: JobFacts | None, error: Any, outcome: str) -> None:
+        if self.joblog is not None:
+            self.joblog_entries.append((index, facts, error, outcome))
 
     def _progress_bar(self) -> Progress | None:
         progress = self.options.progress
@@ -231,6 +272,14 @@ class PoolRun:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
+        if self.halted:
+            print(
+                f"minipool: halted (--halt {self.options.halt}) after {self.failed} of "
+                f"{self.written} records failed; their lines are in {output}, and the rest "
+                "did not run (--resume-failed runs both).",
+                file=sys.stderr,
+            )
+            return EXIT_HALTED
         failed = self.failed + self.failed_before
         if failed:
             total = self.written + self.skipped
@@ -242,6 +291,13 @@ class PoolRun:
             )
             return EXIT_FAILURES
         return EXIT_OK
+
+
+def _outcome_of(line: str) -> str:
+    """A joblog's outcome column for a line the worker wrote: ok, or its error type."""
+    if not is_error_line(line):
+        return "ok"
+    return str(json.loads(line)["error"]["type"])
 
 
 def _end_now(pool: Pool | None) -> None:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
+from .dry_run import dry_run
+from .joblog import JobLog
 from .logs import LogSink
 from .options import EXIT_INTERRUPTED, RunOptions
 from .output import LineWriter, OutputError, OutputScan, keep_newest_lines, scan_output
@@ -34,10 +36,16 @@ def run(options: RunOptions) -> int:
         init = load_target(options.init, "--init") if options.init else None
         earlier = _earlier_output(options)
         stream = stack.enter_context(_open_input(options.input))
-        fd = stdout if stdout is not None else stack.enter_context(_output_file(options, earlier))
         fmt = input_format(options.input, options.format)
+        if options.dry_run:
+            return dry_run(options, _unfinished(read_records(stream, fmt), earlier), earlier)
+        fd = stdout if stdout is not None else stack.enter_context(_output_file(options, earlier))
+        joblog = None
+        if options.joblog is not None:
+            joblog_fd = stack.enter_context(_opened(options.joblog, "--joblog", earlier))
+            joblog = JobLog(joblog_fd, new=os.fstat(joblog_fd).st_size == 0)
         sink = stack.enter_context(LogSink.open(options.log_file, options.log_format))
-        this_run = PoolRun(options, LineWriter(fd), sink, earlier)
+        this_run = PoolRun(options, LineWriter(fd), sink, earlier, joblog)
         try:
             status = this_run.execute(fn, init, _unfinished(read_records(stream, fmt), earlier))
         except InputError as error:
@@ -73,6 +81,7 @@ def _check_paths(options: RunOptions) -> None:
             ("--input", options.input),
             ("--output", options.output),
             ("--log-file", options.log_file),
+            ("--joblog", options.joblog),
         )
         if path not in (None, "-")
     ]
@@ -135,14 +144,21 @@ def _open_input(path: str | None) -> Iterator[TextIO]:
         yield stream
 
 
-@contextlib.contextmanager
-def _output_file(options: RunOptions, earlier: OutputScan | None) -> Iterator[int]:
+def _output_file(
+    options: RunOptions, earlier: OutputScan | None
+) -> contextlib.AbstractContextManager[int]:
     assert options.output is not None
+    return _opened(options.output, "--output", earlier)
+
+
+@contextlib.contextmanager
+def _opened(path: str, flag: str, earlier: OutputScan | None) -> Iterator[int]:
+    """A file the run writes, appended to when it resumes, else started anew."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if earlier is None else os.O_APPEND)
     try:
-        fd = os.open(options.output, flags, 0o644)
+        fd = os.open(path, flags, 0o644)
     except OSError as error:
-        raise UsageError(f"cannot write --output {options.output}: {error.strerror}") from None
+        raise UsageError(f"cannot write {flag} {path}: {error.strerror}") from None
     try:
         yield fd
     finally:
