@@ -75,10 +75,16 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200, help="jobs to run (default 200)")
     parser.add_argument("--rows", type=int, default=500, help="rows per batch (default 500)")
     parser.add_argument("--workers", type=int, default=None, help="default: one per CPU")
-    parser.add_argument("--db", help="database file (default: a new temporary file)")
+    parser.add_argument("--db", help="database file (default: a temporary one, removed at the end)")
     args = parser.parse_args()
+    if args.db is not None:
+        return load(args, args.db)
+    with tempfile.TemporaryDirectory(prefix="minipool-etl-") as directory:
+        return load(args, os.path.join(directory, "readings.db"))
 
-    path = args.db or os.path.join(tempfile.mkdtemp(prefix="minipool-etl-"), "readings.db")
+
+def load(args: argparse.Namespace, path: str) -> int:
+    """Load the batches into a new database at ``path``, and check what it holds."""
     Path(path).unlink(missing_ok=True)
     with sqlite3.connect(path) as setup:
         # WAL is a property of the database file, set once here: readers then

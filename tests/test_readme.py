@@ -1,14 +1,17 @@
-"""The README's code runs as written, and in seconds."""
+"""The README's code and commands run as written, in seconds, and leave nothing behind."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+EXAMPLES = ROOT / "examples"
 
 
 def _python_block_after(heading: str) -> str:
@@ -32,3 +35,24 @@ def test_the_tour_loads_a_million_rows_in_seconds(tmp_path: Path) -> None:
             1_000_001,
             1_000_001,
         )
+
+
+def test_the_first_command_leaves_nothing_behind(tmp_path: Path) -> None:
+    """examples/sqlite_etl.py, the README's first command: it loads and checks its rows,
+    its temporary database is gone at the end, and its progress is whole lines (stderr
+    is no terminal here), not a bar's frames."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sqlite_etl.py"), "--batches", "20", "--rows", "50"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temporary)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loaded 1000 rows (expected 1000)" in done.stdout
+    assert list(temporary.iterdir()) == []
+    assert "\r" not in done.stderr
+    assert done.stderr.startswith("minipool: 20 jobs done, 0 failed"), done.stderr
