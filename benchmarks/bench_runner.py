@@ -2,6 +2,7 @@
 
     python benchmarks/bench_runner.py [--records 1000000] [--workers 2] [--rounds 3]
                                       [--start-method fork] [--json [OUT.json]]
+                                      [--baseline REV]
 
 The trivial function (``tasks.scale``) makes this a measure of the runner's
 own cost: reading, shipping, decoding, encoding and writing a record. The
@@ -9,7 +10,10 @@ reference is the single-process loop a user would write instead: read a
 line, ``json.loads``, call, ``json.dumps``, write. Each sample runs in a fresh
 process, so its peak RSS (the runner's own, not its workers') is its own.
 A third row times ``--resume`` on the complete output: it must find nothing
-to do, in seconds, and run no record.
+to do, in seconds, and run no record. ``--baseline REV`` adds the runner as
+it was at git revision REV (its package unpacked with ``git archive`` into a
+temporary directory put first on the child's path), run interleaved with
+today's, so that a regression shows as a ratio from one run.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ RESUME = "minipool run --resume (complete output)"
 RUNNER_CHILD = """
 import resource, sys
 sys.path.insert(0, {here!r})
-from minipool._runner.cli import main
+try:
+    from minipool._runner.cli import main
+except ImportError:  # a --baseline from before the runner was a package
+    from minipool._cli import main
 status = main(sys.argv[1:])
 print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 sys.exit(status)
@@ -62,15 +69,18 @@ def make_input(path: str, records: int) -> None:
             out.write(f'{{"id": {index}, "value": {index * 0.5}, "tag": "t{index % 97}"}}\n')
 
 
-def run_child(code: str, args: list[str]) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one child process running ``code``."""
+def run_child(code: str, args: list[str], package: str | None = None) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one child process running ``code``, with minipool
+    imported from the directory ``package`` if given (a --baseline)."""
     started = time.perf_counter()
+    path = os.pathsep.join(filter(None, [package, HERE]))
     done = subprocess.run(
         [sys.executable, "-c", code.format(here=HERE), *args],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_SECONDS,
-        env={**os.environ, "PYTHONPATH": HERE},
+        env={**os.environ, "PYTHONPATH": path},
+        cwd=package or None,
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -86,6 +96,26 @@ def check_output(path: str, records: int) -> None:
         count = sum(1 for line in lines if line.startswith('{"index": '))
     if count != records:
         raise AssertionError(f"{count} of {records} output lines")
+
+
+def unpack_baseline(revision: str, workdir: str) -> tuple[str, str]:
+    """minipool's package at git ``revision``, unpacked under ``workdir``: its row's
+    label and the directory to import it from."""
+    commit = subprocess.run(
+        ["git", "-C", HERE, "rev-parse", "--short", "--verify", f"{revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    directory = os.path.join(workdir, f"baseline-{commit}")
+    os.mkdir(directory)
+    archive = subprocess.run(
+        ["git", "-C", os.path.dirname(HERE), "archive", commit, "minipool"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
+    return f"{RUNNER} @{commit}", directory
 
 
 def measure(args: argparse.Namespace, workdir: str) -> list[Metric]:
@@ -110,11 +140,16 @@ def measure(args: argparse.Namespace, workdir: str) -> list[Metric]:
         LOOP: lambda: run_child(LOOP_CHILD, [source, loop_out]),
         RESUME: lambda: run_child(RUNNER_CHILD, [*runner_args, "--resume"]),
     }
-    speed = {label: Row(label, label) for label in (RUNNER, LOOP)}
-    memory = {label: Row(label, label) for label in (RUNNER, LOOP)}
+    timed = [RUNNER, LOOP]
+    if args.baseline is not None:
+        label, package = unpack_baseline(args.baseline, workdir)
+        cases[label] = lambda: run_child(RUNNER_CHILD, runner_args, package)
+        timed.insert(1, label)
+    speed = {label: Row(label, label) for label in timed}
+    memory = {label: Row(label, label) for label in timed}
     resume = Row(RESUME, RESUME)
     for round_index in range(args.rounds):
-        order = [RUNNER, LOOP] if round_index % 2 == 0 else [LOOP, RUNNER]
+        order = timed if round_index % 2 == 0 else timed[::-1]
         for label in [*order, RESUME]:  # --resume needs the runner's complete output
             try:
                 seconds, rss = cases[label]()
@@ -160,6 +195,9 @@ def measure(args: argparse.Namespace, workdir: str) -> list[Metric]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="JSON lines (1000000)")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also time the runner at this git revision"
+    )
     report.add_run_options(parser, rounds=3, json_name="runner.json")
     args = parser.parse_args(argv)
     if min(args.records, args.workers, args.rounds) < 1:

@@ -59,9 +59,9 @@ class LineWriter:
 class IndexSet:
     """A set of record indices as a bitmap: 10 million records take 1.25 MB."""
 
-    def __init__(self) -> None:
-        self._bits = bytearray()
-        self._count = 0
+    def __init__(self, bits: bytearray | None = None) -> None:
+        self._bits = bits if bits is not None else bytearray()
+        self._count = sum(map(int.bit_count, self._bits))
 
     def __len__(self) -> int:
         return self._count
@@ -70,15 +70,29 @@ class IndexSet:
         byte = index >> 3
         return byte < len(self._bits) and bool(self._bits[byte] & (1 << (index & 7)))
 
-    def set(self, index: int, present: bool) -> None:
+    def add(self, index: int) -> bool:
+        """Put ``index`` in; whether it was in already."""
         byte, bit = index >> 3, 1 << (index & 7)
-        if byte >= len(self._bits):
-            if not present:
-                return
-            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
-        if bool(self._bits[byte] & bit) != present:
-            self._bits[byte] ^= bit
-            self._count += 1 if present else -1
+        bits = self._bits
+        if byte >= len(bits):
+            bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
+        elif bits[byte] & bit:
+            return True
+        bits[byte] |= bit
+        self._count += 1
+        return False
+
+    def discard(self, index: int) -> None:
+        if index in self:
+            self._bits[index >> 3] &= ~(1 << (index & 7))
+            self._count -= 1
+
+    def without(self, other: IndexSet) -> IndexSet:
+        """The indices in this set and not in ``other`` (one big-integer operation)."""
+        size = len(self._bits)
+        mine = int.from_bytes(self._bits, "little")
+        theirs = int.from_bytes(other._bits[:size], "little")
+        return IndexSet(bytearray((mine & ~theirs).to_bytes(size, "little")))
 
 
 # ---- reading it back ------------------------------------------------------------------
@@ -101,18 +115,23 @@ def scan_output(path: str, rerun_failed: bool) -> OutputScan:
     file. A line the runner does not write raises ``OutputError``: trusting it
     would skip a record, or count one twice.
     """
-    done, seen, failed = IndexSet(), IndexSet(), IndexSet()
+    seen, failed = IndexSet(), IndexSet()  # failed: those whose newest line is an error
     repeated = False
     complete = 0  # bytes up to the end of the last whole line
     with open(path, "rb") as file:
         for line, index, ok in _runner_lines(file):
             complete += len(line)
-            repeated = repeated or index in seen
-            seen.set(index, True)
-            done.set(index, ok or not rerun_failed)
-            failed.set(index, not ok)
+            if seen.add(index):  # a newer line of the record: it decides
+                repeated = True
+                if ok:
+                    failed.discard(index)
+                else:
+                    failed.add(index)
+            elif not ok:
+                failed.add(index)
     if complete < os.path.getsize(path):
         os.truncate(path, complete)
+    done = seen.without(failed) if rerun_failed else seen
     return OutputScan(done, len(failed), repeated)
 
 
@@ -127,9 +146,8 @@ def keep_newest_lines(path: str) -> None:
     seen = IndexSet()
     with open(path, "rb") as file:
         for _, index, _ in _runner_lines(file):
-            if index in seen:
+            if seen.add(index):
                 older_lines[index] = older_lines.get(index, 0) + 1
-            seen.set(index, True)
     if not older_lines:
         return
     target = os.path.realpath(path)  # a link goes on pointing at the output
