@@ -72,9 +72,10 @@ def test_bad_halt_values_are_usage_errors(tmp_path: Path, value: str) -> None:
 
 def test_dry_run_counts_and_runs_nothing(tmp_path: Path) -> None:
     """--dry-run: the records counted, the unreadable ones named by line, nothing run, the
-    output untouched; exit 1 because some records would fail as malformed."""
+    output untouched (to the byte); exit 1 because some records would fail as malformed."""
     (tmp_path / "in.jsonl").write_text("0\n1\n{broken\n3\n[4,\n5\n")
-    (tmp_path / "out.jsonl").write_text(json.dumps(ok_line(0, 0)) + "\n")
+    # A last line cut off by a kill: a run would cut it off the file, a dry run leaves it.
+    (tmp_path / "out.jsonl").write_text(json.dumps(ok_line(0, 0)) + '\n{"index": 1, "re')
     before = (tmp_path / "out.jsonl").read_bytes()
     args = ("runner_jobs:logged", "--input", "in.jsonl", "--output", "out.jsonl", "--dry-run")
     done = run_runner(tmp_path, *args, "--resume")

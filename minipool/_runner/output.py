@@ -107,13 +107,13 @@ class OutputScan:
     repeated: bool  # some record has more than one line
 
 
-def scan_output(path: str, rerun_failed: bool) -> OutputScan:
+def scan_output(path: str, rerun_failed: bool, cut: bool = True) -> OutputScan:
     """Read an earlier run's output: every record with a line is done, or with
     ``rerun_failed`` those whose newest line is a result.
 
     A last line without its newline (a run killed mid-write) is cut off the
-    file. A line the runner does not write raises ``OutputError``: trusting it
-    would skip a record, or count one twice.
+    file, if ``cut``. A line the runner does not write raises ``OutputError``:
+    trusting it would skip a record, or count one twice.
     """
     seen, failed = IndexSet(), IndexSet()  # failed: those whose newest line is an error
     repeated = False
@@ -129,7 +129,7 @@ def scan_output(path: str, rerun_failed: bool) -> OutputScan:
                     failed.add(index)
             elif not ok:
                 failed.add(index)
-    if complete < os.path.getsize(path):
+    if cut and complete < os.path.getsize(path):
         os.truncate(path, complete)
     done = seen.without(failed) if rerun_failed else seen
     return OutputScan(done, len(failed), repeated)

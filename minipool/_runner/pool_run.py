@@ -9,7 +9,10 @@ The caller only moves text: JSON is decoded and encoded in the workers. A
 job's exception comes back as an exception (so that ``--retries`` applies
 to it) and becomes its error line here. Ctrl-C or SIGTERM sets a flag: the
 input stops, the pool is stopped, the results already finished are written,
-and the run exits 130; a second signal kills the workers at once.
+and the run exits 130; a second signal kills the workers at once. ``--halt``
+stops the input and the pool the same way once enough records failed (exit
+4). With ``--joblog`` the workers run ``run_record_with_facts``, and each
+line comes back with the facts of its run, for the job log's line.
 """
 
 from __future__ import annotations

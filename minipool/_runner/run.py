@@ -104,7 +104,8 @@ def _earlier_output(options: RunOptions) -> OutputScan | None:
     if options.output is None:
         raise UsageError("--resume and --resume-failed need --output: the file to resume")
     try:
-        return scan_output(options.output, rerun_failed=options.resume_failed)
+        # A dry run writes nothing: not even the cut of a partial last line.
+        return scan_output(options.output, options.resume_failed, cut=not options.dry_run)
     except FileNotFoundError:
         return None
     except OSError as error:
