@@ -10,6 +10,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -156,3 +157,23 @@ def shut_down(pool: Any, timeout: float) -> bool:
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
+
+
+def run_leaving_nothing(
+    tmp_path: Path, command: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in ``tmp_path`` with a temporary directory of its own (TMPDIR); it
+    must exit 0 and leave that directory empty. Its output, for more checks."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temporary)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(temporary.iterdir()) == [], "temporary files left behind"
+    return done

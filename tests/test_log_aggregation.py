@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import run_leaving_nothing
 
 import minipool
 
@@ -215,24 +216,13 @@ def test_script_runs_end_to_end(
 def test_script_leaves_nothing_behind_and_honours_top(tmp_path: Path) -> None:
     """Without --dir or --out, logs and shards live in temporary directories that are gone
     at the end; --top 2 cuts every table to two rows, endpoints too."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLE),
-            *("--lines", str(LINES), "--files", str(FILES), "--seed", str(SEED)),
-            *("--workers", "2", "--chunk-bytes", str(CHUNK_BYTES), "--top", "2", "--no-progress"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(temporary)},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert list(temporary.iterdir()) == []
-    tables = done.stdout.split("\n\n")
+    command = [
+        sys.executable,
+        str(EXAMPLE),
+        *("--lines", str(LINES), "--files", str(FILES), "--seed", str(SEED)),
+        *("--workers", "2", "--chunk-bytes", str(CHUNK_BYTES), "--top", "2", "--no-progress"),
+    ]
+    tables = run_leaving_nothing(tmp_path, command, timeout=50).stdout.split("\n\n")
     for title in ("top paths", "top clients", "endpoint"):
         (table,) = [text for text in tables if text.startswith(title)]
         assert len(table.splitlines()) == 1 + 2, table

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import run_leaving_nothing
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -41,18 +42,8 @@ def test_the_first_command_leaves_nothing_behind(tmp_path: Path) -> None:
     """examples/sqlite_etl.py, the README's first command: it loads and checks its rows,
     its temporary database is gone at the end, and its progress is whole lines (stderr
     is no terminal here), not a bar's frames."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "sqlite_etl.py"), "--batches", "20", "--rows", "50"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(temporary)},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    command = [sys.executable, str(EXAMPLES / "sqlite_etl.py"), "--batches", "20", "--rows", "50"]
+    done = run_leaving_nothing(tmp_path, command, timeout=60)
     assert "loaded 1000 rows (expected 1000)" in done.stdout
-    assert list(temporary.iterdir()) == []
     assert "\r" not in done.stderr
     assert done.stderr.startswith("minipool: 20 jobs done, 0 failed"), done.stderr
