@@ -190,3 +190,9 @@ def log_then_fail_on_odd(x: int) -> int:
     if x % 2:
         raise ValueError(f"odd: {x}")
     return x
+
+
+def slow_fail_odd_while_switched(x: int) -> int:
+    """``fail_odd_while_switched`` after 10 ms of (simulated) work: chunks stay small."""
+    time.sleep(0.01)
+    return fail_odd_while_switched(x)

@@ -24,27 +24,40 @@ SWITCHED = ("runner_jobs:fail_odd_while_switched", "--input", "in.jsonl", "--out
 
 def test_halt_stops_dispatching_and_resume_finishes(tmp_path: Path) -> None:
     """--halt 1: the run stops soon after the first failure (exit 4, whole lines kept, the
-    rest not run); --resume-failed then runs the failed and the rest, once each."""
-    write_indices(tmp_path, 2000)
+    rest not run); --resume-failed then runs the failed and the rest, once each. Records
+    of 10 ms keep chunks small, so that the first failure comes back early."""
+    records = 200
+    write_indices(tmp_path, records)
     (tmp_path / "fail-switch").touch()
-    halted = run_runner(tmp_path, *SWITCHED, "--halt", "1")
+    args = ("runner_jobs:slow_fail_odd_while_switched", *SWITCHED[1:])
+    halted = run_runner(tmp_path, *args, "--halt", "1")
     assert halted.returncode == 4, halted.stderr
     (message,) = stderr_lines(halted.stderr)
     assert message.startswith("minipool: halted (--halt 1) after ")
     lines = read_output(tmp_path / "out.jsonl")
-    assert 0 < len(lines) < 2000
+    assert 0 < len(lines) < records
     assert len({line["index"] for line in lines}) == len(lines)
     ran = len(job_calls(tmp_path))
-    assert ran < 2000
+    assert ran < records
     succeeded = {line["index"] for line in lines if "result" in line}
 
     (tmp_path / "fail-switch").unlink()
-    done = run_runner(tmp_path, *SWITCHED, "--resume-failed")
+    done = run_runner(tmp_path, *args, "--resume-failed")
     assert done.returncode == 0, done.stderr
     lines = read_output(tmp_path / "out.jsonl")
-    assert sorted(lines, key=lambda line: line["index"]) == [ok_line(i, i) for i in range(2000)]
+    assert sorted(lines, key=lambda line: line["index"]) == [ok_line(i, i) for i in range(records)]
     rerun = sorted(x for x, _ in job_calls(tmp_path)[ran:])
-    assert rerun == sorted(set(range(2000)) - succeeded)
+    assert rerun == sorted(set(range(records)) - succeeded)
+
+
+def test_a_halt_once_every_record_ran_is_an_ordinary_end(tmp_path: Path) -> None:
+    """--halt reached by the last records, with none left to run: exit 1 as any run with
+    failures, a line for each record."""
+    write_indices(tmp_path, 2)
+    (tmp_path / "fail-switch").touch()
+    done = run_runner(tmp_path, *SWITCHED, "--halt", "1", "--workers", "1")
+    assert done.returncode == 1, done.stderr
+    assert line_count(tmp_path / "out.jsonl") == 2
 
 
 @pytest.mark.parametrize(("halt", "status"), [("60%", 1), ("40%", 4)])

@@ -67,6 +67,9 @@ class PoolRun:
         self.joblog = joblog
         self.joblog_entries: list[tuple[int, JobFacts | None, Any, str]] = []  # of a chunk
         self.halted = False  # --halt's failures were reached: nothing more is dispatched
+        self.records: Iterator[Record] = iter(())  # the input, as _feed reads it
+        self.input_ended = False  # every record of the input was fed to the pool
+        self.left_unrun = False  # some record fed to the pool never ran (stop() cancelled it)
         self.pool: Pool | None = None
         self.skipped = 0 if earlier is None else len(earlier.done)
         # Error lines of earlier runs that --resume keeps (--resume-failed runs them again).
@@ -170,11 +173,19 @@ class PoolRun:
         threading.Thread(target=act, name="minipool-runner-signals", daemon=True).start()
 
     def _feed(self, records: Iterable[Record]) -> Iterator[Record]:
-        for position, record in enumerate(records):
+        self.records = iter(records)
+        for position, record in enumerate(self.records):
             if self.interrupted or self.halted:
                 return  # the input ends here: nothing more is dispatched
             self.indices[position] = record[0]
             yield record
+        self.input_ended = True
+
+    def _all_ran(self) -> bool:
+        """Whether every record of the input ran (looking at most one record ahead)."""
+        if self.left_unrun:
+            return False
+        return self.input_ended or next(self.records, None) is None
 
     def _write_all(self, outcomes: MapIterator, bar: Progress | None) -> None:
         """Each chunk's lines in one write, as the chunk comes in."""
@@ -192,8 +203,8 @@ class PoolRun:
                     bar.update(len(lines), self.failed - failed_before)
                 if self.failed > failed_before:
                     self._halt_if_asked()
-        except CancelledError:
-            pass  # the input left unread after stop(): --resume reads it
+        except CancelledError:  # the input left unread after stop(): --resume reads it
+            self.left_unrun = True
 
     def _halt_if_asked(self) -> None:
         """--halt: once its failures are reached, stop dispatching; the records in hand
@@ -219,6 +230,7 @@ class PoolRun:
         if isinstance(value, CancelledError) or (
             self.abandoned and isinstance(value, WorkerCrashed)
         ):
+            self.left_unrun = True
             return None  # never ran, or killed by a second Ctrl-C: --resume runs it
         self.failed += 1
         self._log_job(index, facts_of(value), value, type(value).__name__)
@@ -275,7 +287,7 @@ class PoolRun:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-        if self.halted:
+        if self.halted and not self._all_ran():  # else an ordinary end
             print(
                 f"minipool: halted (--halt {self.options.halt}) after {self.failed} of "
                 f"{self.written} records failed; their lines are in {output}, and the rest "
