@@ -316,8 +316,14 @@ def _outcome_of(line: str) -> str:
 
 
 def _end_now(pool: Pool | None) -> None:
-    """Kill the records in progress and close the pool: nobody waits for them."""
+    """Kill the records in progress and close the pool: nobody waits for them.
+
+    stop() first: killed workers' records would otherwise run again on new
+    workers, and shutdown(wait=True) would wait for the whole input (it hung
+    so on a reader that left, while the map it fed was no longer read).
+    """
     if pool is not None:
+        pool.stop()
         pool._backend.kill_workers()
         pool.shutdown(wait=True)
 
