@@ -106,6 +106,64 @@ def test_a_child_forked_from_the_caller_leaves_the_parents_pool_alone(
     assert done.stderr == ""  # nothing complained at the child's exit
 
 
+REVOKING_CALLER = textwrap.dedent(
+    """
+    import os
+    import sys
+    import time
+    import warnings
+
+    import minipool
+
+    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+
+
+    def block_until(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return "blocker"
+
+
+    if __name__ == "__main__":
+        method, release = sys.argv[1:3]
+        pool = minipool.Pool(1, start_method=method)
+        blocker = pool.submit(block_until, release)
+        queued = pool.submit(abs, -7)  # sent to the busy worker, to wait there unstarted
+        deadline = time.monotonic() + 30
+        while queued._placement is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queued._placement is not None, "the job never reached the worker"
+        pid = os.fork()
+        if pid == 0:
+            print("child: cancel() ->", queued.cancel(), flush=True)
+            os._exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        open(release, "w").close()
+        print("parent:", blocker.result(timeout=30), queued.result(timeout=30), flush=True)
+        pool.shutdown()
+    """
+)
+
+
+def test_a_child_forked_from_the_caller_cannot_take_back_the_parents_jobs(
+    tmp_path: Path, start_method: str
+) -> None:
+    """A forked child's copy of a future that waits at a worker cannot cancel it there:
+    the worker's gate is the parent's. Before, the child's cancel() revoked the job in
+    shared memory, the worker skipped it, and the parent waited for it forever (a forked
+    worker did so too, tearing down its copy of a map that only a thread's frame held)."""
+    script = tmp_path / "caller.py"
+    script.write_text(REVOKING_CALLER)
+    done = subprocess.run(
+        [sys.executable, str(script), start_method, str(tmp_path / "release")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child: cancel() -> False", "parent: blocker 7"]
+
+
 ORPHANING_CALLER = textwrap.dedent(
     """
     import os

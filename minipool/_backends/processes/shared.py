@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from collections.abc import Iterable
 from multiprocessing.sharedctypes import RawArray, RawValue
 from time import monotonic
@@ -92,6 +93,13 @@ class Gate:
         self._jobs = RawArray(ctypes.c_int64, [0, IDLE])
         self._started = RawArray(ctypes.c_double, 1)
         self._revoked = RawArray(ctypes.c_int64, RING)
+        # The master's process: the only one that may revoke. A process forked
+        # from it (a fork-started worker among them) has copies of the caller's
+        # maps and futures, which it may tear down (a thread's frames are freed
+        # in a fork child: a map iterator held only there closes, and abandons
+        # its chunks); revoking then would take tasks from live workers that
+        # the master still waits for.
+        self._owner = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         # The cached views do not pickle; each process makes its own.
@@ -141,8 +149,9 @@ class Gate:
         return bool(self.jobs[CLAIMED_CELL] >= task)
 
     def revoke(self, tasks: Iterable[int]) -> list[int] | None:
-        """Take back those of ``tasks`` not claimed yet; None if the lock stays taken."""
-        if not self._lock.acquire(timeout=GATE_TIMEOUT_SECONDS):
+        """Take back those of ``tasks`` not claimed yet; None if the lock stays taken, or
+        if this is not the master's process."""
+        if os.getpid() != self._owner or not self._lock.acquire(timeout=GATE_TIMEOUT_SECONDS):
             return None
         try:
             claimed = self.jobs[CLAIMED_CELL]
