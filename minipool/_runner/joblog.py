@@ -9,9 +9,10 @@ a column nobody knows is ``-``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any, NamedTuple
+
+from .output import LineWriter
 
 HEADER = "index\tstart\truntime\tattempts\tworker\tpid\toutcome"
 # Where a record's exception carries its facts back from the worker.
@@ -33,21 +34,16 @@ def facts_of(error: BaseException) -> JobFacts | None:
 
 
 class JobLog:
-    """Writes the job log's lines, a batch per system call, as ``LineWriter`` does."""
+    """Writes the job log's lines through a ``LineWriter``: a batch per system call."""
 
     def __init__(self, fd: int, new: bool) -> None:
-        self._fd = fd
+        self._writer = LineWriter(fd)
         if new:
-            self._write([HEADER])
+            self._writer.write([HEADER])
 
     def write(self, entries: Iterable[tuple[int, JobFacts | None, Any, str]]) -> None:
         """Lines for ``(index, facts, error or None, outcome)`` entries."""
-        self._write([_line(*entry) for entry in entries])
-
-    def _write(self, lines: list[str]) -> None:
-        data = memoryview("".join(line + "\n" for line in lines).encode())
-        while data:
-            data = data[os.write(self._fd, data) :]
+        self._writer.write([_line(*entry) for entry in entries])
 
 
 def _line(index: int, facts: JobFacts | None, error: Any, outcome: str) -> str:
