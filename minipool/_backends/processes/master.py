@@ -183,8 +183,11 @@ class Master(BackendBase):
     def kill_workers(self) -> None:
         """Last resort (interpreter exit, a master failure): SIGKILL every worker."""
         for worker in list(self._workers):
-            if worker is not None and worker.process.exitcode is None:
-                worker.kill_group()
+            # ValueError: the master thread reaped that worker meanwhile (it exited
+            # after stop()) and closed its process object: nothing is left to kill.
+            with contextlib.suppress(ValueError):
+                if worker is not None and worker.process.exitcode is None:
+                    worker.kill_group()
 
     @property
     def stop_requested(self) -> bool:
