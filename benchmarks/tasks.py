@@ -83,3 +83,16 @@ def spin_share(iterations: list[int]) -> int:
 def payload(size: int) -> bytes:
     """A result of ``size`` bytes: what moving big results costs."""
     return bytes(size)
+
+
+def fresh_array(seed: int, size: int) -> Any:
+    """A new float64 numpy array of ``size`` bytes, all ``seed`` (fresh pages, as a
+    job's result has)."""
+    import numpy as np
+
+    return np.full(size // 8, float(seed))
+
+
+def array_sum(array: Any) -> float:
+    """What a job does with a large argument: read all of it."""
+    return float(array.sum())

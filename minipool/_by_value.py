@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import types
 from collections import ChainMap
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import cloudpickle
@@ -41,7 +42,7 @@ class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     )
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: Any, buffer_callback: Callable[[Any], bool] | None = None) -> bytes:
     buffer = io.BytesIO()
-    Pickler(buffer, protocol=PROTOCOL).dump(value)
+    Pickler(buffer, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(value)
     return buffer.getvalue()

@@ -14,7 +14,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import length_hint
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._segments import SegmentDir
 
 # What a worker's running-job cell holds (besides the id of the job in hand):
 # IDLE between jobs; CHUNK_WIDE while it works on a task as a whole, with no
@@ -56,6 +59,8 @@ class WorkerContext:
     forked: bool = False
     # Runs of the jobs in hand that failed already (``retries``): 0 on a first run.
     attempts: int = 0
+    # Where large result buffers go (see _segments); None on Dask: through the wire.
+    segments: SegmentDir | None = None
 
     def job_id(self) -> int | None:
         """The id of the job this worker is running now, if any."""

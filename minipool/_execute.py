@@ -25,8 +25,9 @@ from typing import Any, NoReturn, Protocol
 from . import _context
 from ._context import CHUNK_WIDE, IDLE, RUNNING_CELL
 from ._messages import ADAPTIVE, UNTRACKED, Buffer, Chunk, ErrorInfo, Outcome
-from ._pickling import FunctionCache, dumps_value, error_info
+from ._pickling import FunctionCache, dumps_value, error_info, loads_value
 from ._scheduling import UNTRACKED_BELOW_SECONDS
+from ._segments import SegmentDir
 
 # How many jobs of an ADAPTIVE chunk run tracked before the worker judges
 # whether they are tiny: enough to average out the first job's warm-up, few
@@ -162,7 +163,7 @@ def execute(
     results = Results(task, first_job_id, size)
     progress.began(results)
     try:
-        chunk = Chunk.decode(payload)
+        chunk = Chunk.of(loads_value(payload))
         fn = functions.load(chunk.fn)
     except BaseException as error:
         results.fail_all(_unreadable_chunk(error))
@@ -241,7 +242,7 @@ def _run_tracked(
         else:
             if context.forked:
                 leave_forked_child(None)
-            _add_value(results, value, job)
+            _add_value(results, value, job, context.segments)
         jobs[RUNNING_CELL] = IDLE  # its outcome is ready: a death now is not its doing
         progress.job_done(results)
         job += 1
@@ -252,9 +253,9 @@ def _tiny(began: float, jobs: int) -> bool:
     return perf_counter() - began < jobs * UNTRACKED_BELOW_SECONDS
 
 
-def _add_value(results: Results, value: Any, job: int) -> None:
+def _add_value(results: Results, value: Any, job: int, segments: SegmentDir | None) -> None:
     try:
-        results.add(dumps_value(value))
+        results.add(dumps_value(value, segments))
     except BaseException as error:
         results.add_error(_unpicklable_result(value, job, error))
 
@@ -287,13 +288,13 @@ def _run_untracked(
         leave_forked_child(None)
     context.untracked = None
     try:
-        results.add_batch(len(values), dumps_value(values), errors)
+        results.add_batch(len(values), dumps_value(values, context.segments), errors)
     except BaseException:
         for position, value in enumerate(values):  # which ones do not pickle
             if position in errors:
                 results.add_error(errors[position])
             else:
-                _add_value(results, value, first + position)
+                _add_value(results, value, first + position, context.segments)
 
 
 def leave_forked_child(error: BaseException | None) -> NoReturn:

@@ -16,12 +16,13 @@ chunk keep their results.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import RemoteError, note_attempts
 from ._messages import Outcome
-from ._pickling import loads, rebuild_exception
+from ._pickling import loads_value, rebuild_exception, unwrap
 from ._salvage import load_each
 from ._tasks import Task
 
@@ -110,35 +111,49 @@ def _decode(task: Task, outcome: Outcome) -> tuple[list[Any], dict[int, BaseExce
     if outcome.errors:
         errors = {position: rebuild_exception(info) for position, info in outcome.errors.items()}
     if isinstance(outcome.values, (bytes, memoryview)):  # one pickle of every value
-        try:
-            values: list[Any] = loads(outcome.values)
-        except BaseException as error:
-            return _decode_each(task, outcome, errors, error)
-        return values, errors
+        return _decode_batch(task, outcome, errors)
     values = [None] * outcome.size
     for position, blob in enumerate(outcome.values):
         if position in errors:
             continue
         try:
-            values[position] = loads(blob)
+            values[position] = loads_value(blob)
         except BaseException as error:
             job = task.first_job_id + outcome.offset + position
             errors[position] = _unreadable(f"job {job}", error)
     return values, errors
 
 
+def _decode_batch(
+    task: Task, outcome: Outcome, errors: dict[int, BaseException]
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """The values of an outcome whose values are one pickle (an untracked run's)."""
+    assert isinstance(outcome.values, (bytes, memoryview))
+    data, buffers = outcome.values, list[memoryview]()
+    try:
+        data, buffers = unwrap(data)
+        values: list[Any] = pickle.loads(data, buffers=buffers)
+    except BaseException as error:
+        return _decode_each(task, outcome, data, buffers, errors, error)
+    return values, errors
+
+
 def _decode_each(
-    task: Task, outcome: Outcome, errors: dict[int, BaseException], error: BaseException
+    task: Task,
+    outcome: Outcome,
+    data: bytes | memoryview,
+    buffers: list[memoryview],
+    errors: dict[int, BaseException],
+    error: BaseException,
 ) -> tuple[list[Any], dict[int, BaseException]]:
     """The values of a batch that did not load as a whole (``error``): each job's own, or
     the error that kept it from loading."""
-    assert isinstance(outcome.values, (bytes, memoryview))
     first, size = task.first_job_id + outcome.offset, outcome.size
     failures: dict[int, BaseException] = {0: error}
     values: list[Any] = [None]
     if size > 1:
         try:
-            values, failures = load_each(outcome.values, size)
+            values, failures = load_each(data, size, buffers)
         except ValueError:  # not a list of that many values: a bug, but not the pool's end
             whole = _unreadable(f"jobs {first}..{first + size - 1}", error)
             return [None] * size, dict.fromkeys(range(size), whole)

@@ -226,7 +226,14 @@ class MapRun:
         first = self._master.reserve_job_ids(len(items))
         tracking = UNTRACKED if self._sizer.jobs_are_tiny else ADAPTIVE
         tasks = tasks_for(
-            first, self._fn, items, self._star, receiver, tracking, self._task_timeout
+            first,
+            self._fn,
+            items,
+            self._star,
+            receiver,
+            tracking,
+            self._task_timeout,
+            self._master.segments,
         )
         try:
             self._master.enqueue(tasks)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._messages import TRACKED
 from ._pickling import dumps_function
+from ._segments import SegmentDir
 from ._tasks import ChunkReceiver, Task
 
 
@@ -19,9 +20,12 @@ def tasks_for(
     receiver: ChunkReceiver,
     tracking: int,
     timeout: float | None,
+    segments: SegmentDir | None,
 ) -> list[Task]:
     """One task for the chunk; if some arguments do not pickle, those jobs fail alone."""
-    whole = Task(first, fn, items, star, None, receiver, 0, tracking, timeout=timeout)
+    whole = Task(
+        first, fn, items, star, None, receiver, 0, tracking, timeout=timeout, segments=segments
+    )
     try:
         whole.frame()
         return [whole]

@@ -83,8 +83,9 @@ class Chunk(NamedTuple):
     attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
 
     @classmethod
-    def decode(cls, payload: bytes | memoryview) -> Chunk:
-        return tuple.__new__(cls, pickle.loads(payload))
+    def of(cls, fields: tuple[Any, ...]) -> Chunk:
+        """The chunk whose pickled tuple unpickled to ``fields``."""
+        return tuple.__new__(cls, fields)
 
 
 @dataclass(frozen=True, slots=True)

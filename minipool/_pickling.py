@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import pickle
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from ._errors import RemoteError, RemoteTraceback
 from ._messages import ErrorInfo
+from ._segments import OUT_OF_BAND_MIN_BYTES, SEGMENT_TAG, SegmentDir, open_value
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -22,8 +24,12 @@ dumps = pickle.dumps
 loads = pickle.loads
 
 
-def dumps_value(value: Any) -> bytes:
+def dumps_value(value: Any, segments: SegmentDir | None = None) -> bytes:
     """Pickle a chunk's arguments in the caller, a result or an exception in a worker.
+
+    With ``segments``, the large buffers ``value`` carries (numpy arrays,
+    ``bytearray``...) go into a shared memory segment, and the pickle names it
+    (see ``_segments``); ``loads_value`` reads either kind.
 
     Plain pickle, or cloudpickle for what only it can carry: a lambda or a
     closure among the arguments (dask's tasks are tuples of them), or an
@@ -32,10 +38,57 @@ def dumps_value(value: Any) -> bytes:
     such a class so that the caller gets its own class back. The fast path
     pays nothing for the fallback: a ``try`` costs nothing until it raises.
     """
+    if segments is None:
+        return _dumps(value, None)
+    large = _LargeBuffers()
+    data = _dumps(value, large)
+    if not large.buffers:
+        return data
     try:
-        return pickle.dumps(value, protocol=PROTOCOL)
+        return segments.write(large.buffers) + data
+    except OSError:  # /dev/shm is full, or the pool is gone: through the pipe, then
+        return _dumps(value, None)
+
+
+def _dumps(value: Any, buffer_callback: _LargeBuffers | None) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=PROTOCOL, buffer_callback=buffer_callback)
     except Exception:
-        return _dumps_by_value(value)
+        if buffer_callback is not None:
+            buffer_callback.buffers.clear()  # what the failed attempt set aside
+        return _dumps_by_value(value, buffer_callback)
+
+
+class _LargeBuffers:
+    """A ``buffer_callback`` that keeps the large buffers out of band, the rest in the pickle."""
+
+    __slots__ = ("buffers",)
+
+    def __init__(self) -> None:
+        self.buffers: list[pickle.PickleBuffer] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        try:
+            size = buffer.raw().nbytes
+        except BufferError:  # not contiguous: pickle copies it in band
+            return True
+        if size < OUT_OF_BAND_MIN_BYTES:
+            return True
+        self.buffers.append(buffer)
+        return False
+
+
+def loads_value(blob: bytes | memoryview) -> Any:
+    """The value ``dumps_value`` pickled, its large buffers mapped from their segment."""
+    data, buffers = unwrap(blob)
+    return pickle.loads(data, buffers=buffers)
+
+
+def unwrap(blob: bytes | memoryview) -> tuple[bytes | memoryview, list[memoryview]]:
+    """The pickle in ``blob`` and the out-of-band buffers it loads with (none for most)."""
+    if blob[0] != SEGMENT_TAG:
+        return blob, []
+    return open_value(blob)
 
 
 def dumps_function(fn: Any) -> bytes:
@@ -48,10 +101,10 @@ def dumps_function(fn: Any) -> bytes:
         return _dumps_by_value(fn)
 
 
-def _dumps_by_value(value: Any) -> bytes:
+def _dumps_by_value(value: Any, buffer_callback: Callable[[Any], bool] | None = None) -> bytes:
     from . import _by_value  # cloudpickle: imported on first use, not with minipool
 
-    return _by_value.dumps(value)
+    return _by_value.dumps(value, buffer_callback)
 
 
 def _defined_in_main(fn: Any) -> bool:

@@ -146,6 +146,7 @@ class Pool(Executor):
                 kwargs or None,
                 JobReceiver(future),
                 timeout=self._backend.task_timeout,
+                segments=self._backend.segments,
             )
             task.frame()
         except Exception as error:

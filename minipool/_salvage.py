@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import pickle
 import pickletools
+from collections.abc import Sequence
 from typing import Any
 
 _MARK = pickletools.markobject
@@ -37,10 +38,11 @@ _GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 class _Piece:
     """The opcodes that build one value of the list, and the memo entries they touch."""
 
-    __slots__ = ("code", "gets", "memoized", "puts")
+    __slots__ = ("buffers", "code", "gets", "memoized", "puts")
 
     def __init__(self) -> None:
         self.code = bytearray()
+        self.buffers = 0  # out-of-band buffers it takes (NEXT_BUFFER), in order
         self.gets: list[int] = []  # memo indices read
         self.puts: list[int] = []  # memo indices written by PUT opcodes
         self.memoized = 0  # memo entries written by MEMOIZE (at the memo's length)
@@ -53,9 +55,13 @@ class _Unbuilt:
 _UNBUILT = _Unbuilt()
 
 
-def load_each(blob: bytes | memoryview, count: int) -> tuple[list[Any], dict[int, BaseException]]:
+def load_each(
+    blob: bytes | memoryview, count: int, buffers: Sequence[memoryview] = ()
+) -> tuple[list[Any], dict[int, BaseException]]:
     """The ``count`` values of the pickled list ``blob``, and the error of each that fails.
 
+    ``buffers``: the out-of-band buffers the list was pickled with; each piece
+    takes its own, so that a failed piece cannot hand its buffers to the next.
     Raises ``ValueError`` if ``blob`` is not a list pickle of that many values.
     """
     pieces, header_puts = _pieces(bytes(blob))
@@ -64,21 +70,24 @@ def load_each(blob: bytes | memoryview, count: int) -> tuple[list[Any], dict[int
     memo: dict[int, Any] = dict.fromkeys(range(header_puts))  # the list itself
     values: list[Any] = [None] * count
     errors: dict[int, BaseException] = {}
+    taken = 0
     for position, piece in enumerate(pieces):
         memo_size = len(memo)
+        own, taken = buffers[taken : taken + piece.buffers], taken + piece.buffers
         try:
-            values[position] = _load(piece, memo)
+            values[position] = _load(piece, memo, own)
         except BaseException as error:  # the user's reconstructor raised: that job's error
             errors[position] = error
             _mark_unbuilt(piece, memo, memo_size)
     return values, errors
 
 
-def _load(piece: _Piece, memo: dict[int, Any]) -> Any:
+def _load(piece: _Piece, memo: dict[int, Any], buffers: Sequence[memoryview]) -> Any:
     if any(memo.get(index) is _UNBUILT for index in piece.gets):
         raise pickle.UnpicklingError("it refers to a value of another job that did not unpickle")
     # The pure-Python unpickler: its memo is a plain dict, which the pieces share.
-    unpickler = pickle._Unpickler(io.BytesIO(bytes(piece.code) + pickle.STOP))
+    code = io.BytesIO(bytes(piece.code) + pickle.STOP)
+    unpickler = pickle._Unpickler(code, buffers=buffers)
     unpickler.memo = memo  # type: ignore[attr-defined]  # set in __init__, missing in typeshed
     return unpickler.load()
 
@@ -104,6 +113,7 @@ def _pieces(blob: bytes) -> tuple[list[_Piece], int]:
             op, arg, position = ops[index]
             if op.name != "FRAME":  # framing only: the pieces are loaded unframed
                 piece.code += blob[position : ends[index]]
+                piece.buffers += op.name == "NEXT_BUFFER"
                 _note_memo(piece, op.name, arg)
         pieces.append(piece)
     first = ranges[0][0] if ranges else len(ops)

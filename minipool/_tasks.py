@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._messages import TRACKED, Chunk, chunk_header
 from ._pickling import dumps_value
+from ._segments import OwnedSegment, SegmentDir, segment_path
 
 T = TypeVar("T")
 _futures_log = logging.getLogger("concurrent.futures")  # where Future logs failing callbacks
@@ -346,7 +347,9 @@ class Task:
     tracking: int = TRACKED  # see _messages.Chunk
     attempts: int = 0  # runs of these jobs that failed already (see Pool's retries)
     timeout: float | None = None  # task_timeout, seconds per job
+    segments: SegmentDir | None = None  # where large arguments go (see _segments)
     _frame: tuple[bytes, bytes] | None = None
+    _segment: OwnedSegment | None = None  # the one its frame names, if any
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -361,7 +364,10 @@ class Task:
         if self._frame is None:
             # Arguments travel as the function does: by value when only cloudpickle can.
             chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking, self.attempts)
-            payload = dumps_value(tuple(chunk))
+            payload = dumps_value(tuple(chunk), self.segments)
+            path = segment_path(payload)
+            if path is not None:
+                self._segment = OwnedSegment(path)
             header = chunk_header(
                 self.first_job_id, self.size, self.timeout is not None, len(payload)
             )
@@ -391,4 +397,5 @@ class Task:
             self.tracking if tracking is None else tracking,
             self.attempts if attempts is None else attempts,
             self.timeout,
+            self.segments,
         )

@@ -39,6 +39,28 @@ def wait_for_path(path: str | os.PathLike[str], timeout: float) -> None:
         raise TimeoutError(f"{path} did not appear within {timeout} s")
 
 
+def in_pool_segment(buffer: Any) -> bool:
+    """Whether ``buffer``'s memory (a numpy array's, say) is a mapping of a pool's shared
+    memory segment, as /proc/self/maps shows it: read where it lies, not copied."""
+    address = buffer.__array_interface__["data"][0]
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        if start <= address < end:
+            return len(fields) == 6 and fields[5].startswith(f"{SHM}/minipool-")
+    return False
+
+
+# Where pools keep their shared memory segments (see minipool._segments).
+SHM = "/dev/shm"
+
+
+def segment_dirs(pid: int | None = None) -> set[str]:
+    """The segment directories of pools of process ``pid`` (this one by default)."""
+    prefix = f"minipool-{os.getpid() if pid is None else pid}-"
+    return {name for name in os.listdir(SHM) if name.startswith(prefix)}
+
+
 # ---- processes and file descriptors ------------------------------------------------
 
 
@@ -105,14 +127,19 @@ class Snapshot:
 
     allowed_processes: frozenset[int]
     fds: dict[int, str]
+    segment_dirs: frozenset[str] = frozenset()
 
     @classmethod
     def take(cls, allowed_processes: frozenset[int] = frozenset()) -> Snapshot:
-        return cls(allowed_processes, open_fds())
+        return cls(allowed_processes, open_fds(), frozenset(segment_dirs()))
 
 
 def leaked_processes(snapshot: Snapshot) -> set[int]:
     return descendants() - snapshot.allowed_processes
+
+
+def leaked_dirs(snapshot: Snapshot) -> set[str]:
+    return segment_dirs() - snapshot.segment_dirs
 
 
 def leaked_fds(snapshot: Snapshot) -> dict[int, str]:
@@ -124,16 +151,20 @@ def leaked_fds(snapshot: Snapshot) -> dict[int, str]:
 
 
 def check_no_leaks(snapshot: Snapshot, grace: float = 5.0) -> None:
-    """Fail unless every process started since ``snapshot`` is gone and no new fd is open.
+    """Fail unless every process started since ``snapshot`` is gone, no new fd is open, and
+    no pool's shared memory is left.
 
-    Processes get ``grace`` seconds to be reaped; file descriptors must already be closed.
+    Processes and shared memory get ``grace`` seconds to go; file descriptors must already
+    be closed.
     """
-    wait_for(lambda: not leaked_processes(snapshot), grace)
+    wait_for(lambda: not leaked_processes(snapshot) and not leaked_dirs(snapshot), grace)
     processes = leaked_processes(snapshot)
     fds = leaked_fds(snapshot)
     problems = []
     if processes:
         problems.append(f"child processes left running: {sorted(processes)}")
+    if leaked_dirs(snapshot):
+        problems.append(f"shared memory left in {SHM}: {sorted(leaked_dirs(snapshot))}")
     # What /proc shows covers these too; this names them as multiprocessing knows them.
     unjoined = multiprocessing.active_children()
     if unjoined:

@@ -109,3 +109,36 @@ def test_a_pickle_that_is_not_a_list_of_that_many_values_is_refused() -> None:
         load_each(pickle.dumps([1, 2, 3], protocol=5), 4)
     with pytest.raises(ValueError, match="has 0"):
         load_each(pickle.dumps({"a": 1}, protocol=5), 1)
+
+
+class UnbuildableBuffer:
+    """Pickles with an out-of-band buffer; raises when it is unpickled."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (_refuse_buffer, (pickle.PickleBuffer(b"u" * 64),))
+
+
+def _refuse_buffer(buffer: Any) -> None:
+    raise ValueError("refused to rebuild")
+
+
+def test_each_value_takes_its_own_out_of_band_buffers() -> None:
+    """A batch pickled with its buffers out of band (as large ones travel through shared
+    memory): a value that fails, buffers and all, leaves every other value its own."""
+    values = [
+        pickle.PickleBuffer(b"a" * 64),
+        UnbuildableBuffer(),
+        [pickle.PickleBuffer(b"b" * 64), pickle.PickleBuffer(b"c" * 64)],
+        "plain",
+        pickle.PickleBuffer(b"d" * 64),
+    ]
+    buffers: list[pickle.PickleBuffer] = []
+    blob = pickle.dumps(values, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 5  # every buffer out of band
+    views = [buffer.raw() for buffer in buffers]
+    got, errors = load_each(blob, len(values), views)
+    assert list(errors) == [1]
+    assert bytes(got[0]) == b"a" * 64
+    assert [bytes(part) for part in got[2]] == [b"b" * 64, b"c" * 64]
+    assert got[3] == "plain"
+    assert bytes(got[4]) == b"d" * 64

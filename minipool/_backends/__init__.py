@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from .._options import PoolOptions
+from .._segments import SegmentDir
 from .._stats import PoolStats
 from .._tasks import Task
 
@@ -52,6 +53,10 @@ class Backend(Protocol):
 
     @property
     def task_timeout(self) -> float | None: ...
+
+    @property
+    def segments(self) -> SegmentDir | None:
+        """Where large arguments go (see ``_segments``); None: in the pickle, as the rest."""
 
     @property
     def stop_requested(self) -> bool: ...

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from .._errors import PoolError, copy_error
 from .._ledger import Ledger
 from .._options import PoolOptions
+from .._segments import SegmentDir
 from .._stats import PoolStats
 from .._tasks import Task
 
@@ -18,6 +19,7 @@ class BackendBase:
 
     def __init__(self, options: PoolOptions, retry: Callable[[list[Task]], None]) -> None:
         self.task_timeout = options.task_timeout
+        self.segments: SegmentDir | None = None  # a backend whose workers share memory sets it
         # Guards what caller threads share with the backend's own thread.
         self._lock = threading.Lock()
         self._next_job_id = 0

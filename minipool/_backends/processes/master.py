@@ -83,6 +83,7 @@ from ..._messages import (
 )
 from ..._options import PoolOptions
 from ..._scheduling import TARGET_CHUNK_SECONDS
+from ..._segments import SegmentDir
 from ..._tasks import Task
 from ..base import BackendBase
 from . import timeouts
@@ -119,6 +120,7 @@ class Master(BackendBase):
             choose_start_method(options.start_method, self._init)
         )
         self._shared = SharedState()
+        self.segments = SegmentDir.create()
         self._dispatch = Dispatcher(options.max_tasks_per_worker, lambda: self._completed)
         self._logs = LogRouter(options.log_sink)
         self._log_spills = [LogSpill() for _ in range(self.workers)]
@@ -333,6 +335,8 @@ class Master(BackendBase):
             self._blocked_writers.discard(worker.jobs_fd)
             self._selector.unregister(worker.jobs_fd)
         exitcode = worker.reap()
+        if self.segments is not None:  # results it wrote that no outcome of its named
+            self.segments.remove_written_by(worker.pid)
         self._workers[worker.slot] = None
         if worker.died_in_init and self._broken is None:
             # It ended before its init finished: try again, a few times only.
@@ -431,6 +435,7 @@ class Master(BackendBase):
             log_spill=spill,
             log_levels=worker_levels(options.log_level),  # now: the caller may have changed them
             max_memory=options.max_worker_memory,
+            segments=None if self.segments is None else self.segments.path,
         )
         worker = WorkerHandle(self._ctx, config, self._owned_fds)
         self._workers[slot] = worker
@@ -458,6 +463,8 @@ class Master(BackendBase):
         self._owned_fds.difference_update([*self._wakeup.fds(), *_selector_fds(self._selector)])
         self._wakeup.close()
         self._selector.close()
+        if self.segments is not None:  # values already delivered keep their mappings
+            self.segments.remove()
 
 
 def _selector_fds(selector: selectors.BaseSelector) -> list[int]:

@@ -45,6 +45,7 @@ from ..._messages import (
     FrameReader,
 )
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
+from ..._segments import SegmentDir
 from .handover import InitCall
 from .log_spill import LogSpill
 from .sender import HOLD_SECONDS, Sender
@@ -69,6 +70,8 @@ class WorkerConfig:
     log_levels: LogLevels
     # max_worker_memory: exit, between chunks, once resident memory passes it.
     max_memory: int | None = None
+    # The pool's directory of shared memory segments (see _segments), if it has one.
+    segments: str | None = None
 
 
 def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
@@ -81,10 +84,12 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     context = _context.WorkerContext(config.worker_id, config.shared, config.gate)
+    if config.segments is not None:
+        context.segments = SegmentDir(config.segments, hand_over=True)
     _context.install(context)
     sender = Sender(config.log_spill, results.fileno(), context.job_id)
     os.register_at_fork(after_in_child=partial(_forked_by_a_job, context, sender))
-    _start_lifeline(jobs.fileno(), sender)
+    _start_lifeline(jobs.fileno(), sender, context.segments)
     context.logger = install_logging(config.log_levels, sender.ship)
     try:
         _live(config, jobs.fileno(), sender, context)
@@ -135,13 +140,15 @@ def _forked_by_a_job(context: _context.WorkerContext, sender: Sender) -> None:
         deque(context.untracked[1], maxlen=0)  # the copy of the chunk's iterator: used up
 
 
-def _start_lifeline(jobs_fd: int, sender: Sender) -> None:
+def _start_lifeline(jobs_fd: int, sender: Sender, segments: SegmentDir | None) -> None:
     """End this process soon after the master's process dies, even in the middle of a job.
 
     Only the master holds the write end of the jobs pipe, so the read end
     reports POLLHUP exactly when the master's process is gone. A thread waits
     for that with an empty event mask, which never consumes the jobs; it also
     wakes when the sender arms it, and on every tick the sender asks for.
+    A master that is gone cannot remove the pool's shared memory: every
+    worker removes it, and makes no more (the last to do so leaves nothing).
     """
     poller = select.poll()
     poller.register(jobs_fd, 0)
@@ -162,6 +169,8 @@ def _start_lifeline(jobs_fd: int, sender: Sender) -> None:
                 timeout = HOLD_SECONDS
             else:
                 timeout = sender.tick()
+        if segments is not None:
+            segments.remove()
         time.sleep(MASTER_GONE_GRACE_SECONDS)  # a deadline, not a wait for a condition
         os._exit(EXIT_MASTER_GONE)
 
@@ -191,8 +200,10 @@ def _serve(
             if not frames:
                 sender.flush()
                 data = os.read(jobs_fd, READ_SIZE)
-                if not data:
-                    return  # the master is gone
+                if not data:  # the master is gone (as the lifeline sees it)
+                    if context.segments is not None:
+                        context.segments.remove()
+                    return
                 frames.extend(reader.feed(data))
                 continue
             kind, frame = frames.popleft()

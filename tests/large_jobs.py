@@ -1,0 +1,83 @@
+"""Jobs that move large buffers, for the tests of shared memory (``test_large_data``).
+
+Apart from ``jobs`` because they need numpy, which only these tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from helpers import in_pool_segment, wait_for_path
+from jobs import RELEASE_TIMEOUT
+
+# Large enough to leave the pickle (minipool._segments.OUT_OF_BAND_MIN_BYTES is
+# 256 KiB), small enough to be quick.
+LARGE = 1 << 17  # float64 items: 1 MiB
+
+
+def ramp(size: int, start: float = 0.0) -> np.ndarray:
+    """``start, start + 1, ...``: ``size`` float64 values (ValueError for a negative size)."""
+    if size < 0:
+        raise ValueError(f"no ramp of {size} values")
+    return np.arange(size, dtype=np.float64) + start
+
+
+def describe(array: np.ndarray) -> tuple[float, bool, bool]:
+    """What a job sees of its argument: its sum, whether it may write to it, whether it
+    reads it from a segment of its pool (no copy)."""
+    return float(array.sum()), array.flags.writeable, in_pool_segment(array)
+
+
+def scribble(array: np.ndarray) -> float:
+    """Write over the argument (the worker's copy on write): the caller's stays as it was."""
+    array[:] = -1.0
+    return float(array.sum())
+
+
+def mixed(size: int) -> dict[str, Any]:
+    """A result of several buffers, large and small, with other values around them."""
+    return {
+        "large": ramp(size),
+        "small": ramp(8),
+        "read_only": _read_only(ramp(size, 1.0)),
+        "bytes": bytearray(b"x" * size),
+        "buffer": pickle.PickleBuffer(bytearray(b"y" * size)),
+        "name": "mixed",
+    }
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def crash_holding(array: np.ndarray) -> None:
+    """Die (SIGKILL) with a large argument mapped."""
+    assert array.size
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wait_holding(array: np.ndarray, release: str) -> float:
+    """Hold a large argument until ``release`` exists."""
+    wait_for_path(Path(release), RELEASE_TIMEOUT)
+    return float(array.sum())
+
+
+def announce_then_wait(array: np.ndarray, started: str, release: str) -> float:
+    """Say it started (``started`` appears), then hold the argument until ``release``."""
+    Path(started).touch()
+    return wait_holding(array, release)
+
+
+def init_small_file_limit() -> None:
+    """No file of this worker may pass 4 KiB: its segments cannot be written (as when
+    /dev/shm is full), and its results must come through the pipe."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a signal that kills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

@@ -1,0 +1,255 @@
+"""Large buffers travel through shared memory, not the pipe, and none of it outlives the pool.
+
+A numpy array of 1 MiB or more, among a job's arguments or in its result, is
+written once into a segment of the pool's directory under /dev/shm; the other
+side reads it where it lies (``helpers.in_pool_segment`` looks the array's
+address up in /proc/self/maps). Every test's leak check (``make_pool``) also
+fails if a pool's directory is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import large_jobs
+import numpy as np
+import pytest
+from helpers import (
+    descendants,
+    gone,
+    in_pool_segment,
+    kill_processes,
+    segment_dirs,
+    wait_for,
+    wait_for_path,
+)
+from large_jobs import LARGE, ramp
+
+import minipool
+
+MakePool = Callable[..., minipool.Pool]
+TESTS = Path(__file__).parent
+
+
+def _segments_of(pool: minipool.Pool) -> list[str]:
+    """The segment files in ``pool``'s directory now."""
+    directory = pool._backend.segments
+    assert directory is not None
+    return os.listdir(directory.path)
+
+
+def test_a_large_result_arrives_in_place(make_pool: MakePool, start_method: str) -> None:
+    """A worker's 1 MiB array comes back equal, writable, and read from the segment the
+    worker wrote (the caller copies nothing); the segment's file is gone once it is mapped."""
+    pool = make_pool(start_method=start_method)
+    result = pool.submit(ramp, LARGE).result(timeout=30)
+    np.testing.assert_array_equal(result, ramp(LARGE))
+    assert result.flags.writeable
+    assert in_pool_segment(result)
+    assert _segments_of(pool) == []
+    many = list(pool.map(ramp, [LARGE] * 6, [float(n) for n in range(6)], chunksize=2))
+    for n, array in enumerate(many):
+        np.testing.assert_array_equal(array, ramp(LARGE, n))
+        assert in_pool_segment(array)
+
+
+def test_a_large_argument_is_read_in_place(make_pool: MakePool, start_method: str) -> None:
+    """A job reads its 1 MiB argument from the caller's segment (writable: its own copy on
+    write), for ``submit`` and ``map``; the caller's array stays as it was."""
+    pool = make_pool(start_method=start_method)
+    argument = ramp(LARGE)
+    expected = float(argument.sum())
+    assert pool.submit(large_jobs.describe, argument).result(timeout=30) == (expected, True, True)
+    arrays = [ramp(LARGE, n) for n in range(5)]
+    described = list(pool.map(large_jobs.describe, arrays, chunksize=2))
+    assert described == [(float(array.sum()), True, True) for array in arrays]
+    assert pool.submit(large_jobs.scribble, argument).result(timeout=30) == -LARGE
+    assert float(argument.sum()) == expected
+    assert wait_for(lambda: _segments_of(pool) == [], 10)  # each task's file went with it
+
+
+def test_small_buffers_stay_in_the_pickle(make_pool: MakePool) -> None:
+    """Below the threshold, arrays travel in the pickle through the pipe, as before."""
+    pool = make_pool()
+    small = pool.submit(ramp, 8).result(timeout=30)
+    np.testing.assert_array_equal(small, ramp(8))
+    assert not in_pool_segment(small)
+    assert pool.submit(large_jobs.describe, ramp(8)).result(timeout=30) == (28.0, True, False)
+
+
+def test_every_kind_of_buffer_round_trips(make_pool: MakePool, start_method: str) -> None:
+    """A result holding large and small arrays, a read-only one, a bytearray and a
+    PickleBuffer: each arrives equal, read-only where it was, large arrays in place."""
+    pool = make_pool(start_method=start_method)
+    result = pool.submit(large_jobs.mixed, LARGE).result(timeout=30)
+    np.testing.assert_array_equal(result["large"], ramp(LARGE))
+    assert in_pool_segment(result["large"])
+    np.testing.assert_array_equal(result["small"], ramp(8))
+    np.testing.assert_array_equal(result["read_only"], ramp(LARGE, 1.0))
+    assert not result["read_only"].flags.writeable
+    assert result["bytes"] == bytearray(b"x" * LARGE)
+    assert bytes(result["buffer"]) == b"y" * LARGE
+    assert result["name"] == "mixed"
+
+
+def test_many_large_results_in_flight_all_arrive(make_pool: MakePool) -> None:
+    """Results unordered, some jobs failing among them: each job's own outcome, no file left
+    once the map is read."""
+    pool = make_pool()
+    sizes = [LARGE if n % 3 else -1 for n in range(24)]  # ramp(-1) raises
+    outcomes = list(pool.map(ramp, sizes, ordered=False, return_exceptions=True, chunksize=1))
+    arrays = [outcome for outcome in outcomes if isinstance(outcome, np.ndarray)]
+    assert len(arrays) == 16 and len(outcomes) == 24
+    assert all(isinstance(outcome, (np.ndarray, ValueError)) for outcome in outcomes)
+    assert all(float(array.sum()) == float(ramp(LARGE).sum()) for array in arrays)
+    assert _segments_of(pool) == []
+
+
+def test_a_worker_that_dies_holding_large_data_leaves_no_segment(
+    make_pool: MakePool, start_method: str
+) -> None:
+    """Killed with a large argument mapped: that job gets WorkerCrashed, the job queued behind
+    it at the same worker still reads its own argument on the new worker, and the files
+    of both go once they are settled."""
+    pool = make_pool(1, start_method=start_method)
+    crashed = pool.submit(large_jobs.crash_holding, ramp(LARGE))
+    behind = pool.submit(large_jobs.describe, ramp(LARGE, 1.0))
+    with pytest.raises(minipool.WorkerCrashed):
+        crashed.result(timeout=30)
+    assert behind.result(timeout=30) == (float(ramp(LARGE, 1.0).sum()), True, True)
+    assert wait_for(lambda: _segments_of(pool) == [], 10)
+
+
+def test_a_job_killed_for_its_timeout_leaves_no_segment(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """A job that overruns ``task_timeout`` holding a large argument: TaskTimeout, and its
+    file goes with its task."""
+    pool = make_pool(1, task_timeout=0.5)
+    future = pool.submit(large_jobs.wait_holding, ramp(LARGE), str(tmp_path / "never"))
+    with pytest.raises(minipool.TaskTimeout):
+        future.result(timeout=30)
+    del future
+    assert wait_for(lambda: _segments_of(pool) == [], 10)
+
+
+def test_results_come_through_the_pipe_when_a_segment_cannot_be_written(
+    make_pool: MakePool,
+) -> None:
+    """A worker that cannot write its segment (here a file size limit; in a container, a
+    full /dev/shm): its large results arrive all the same, through the pipe."""
+    pool = make_pool(1, init=large_jobs.init_small_file_limit)
+    result = pool.submit(ramp, LARGE).result(timeout=30)
+    np.testing.assert_array_equal(result, ramp(LARGE))
+    assert not in_pool_segment(result)
+
+
+_CALLER = textwrap.dedent(
+    """
+    import os, sys
+    sys.path[:0] = [{tests!r}]
+    import large_jobs, minipool
+    if __name__ == "__main__":
+        pool = minipool.Pool(2)
+        if {limit_files}:  # from here this process cannot write a segment
+            import resource, signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        print(pool._backend.segments.path, flush=True)
+        print(pool.submit(large_jobs.describe, large_jobs.ramp(large_jobs.LARGE)).result())
+        futures = [
+            pool.submit(large_jobs.announce_then_wait, large_jobs.ramp(large_jobs.LARGE),
+                        f"{{sys.argv[1]}}/started-{{n}}", f"{{sys.argv[1]}}/never")
+            for n in range(2)
+        ]
+        print("waiting", flush=True)
+        sys.stdin.read()
+    """
+)
+
+
+@pytest.fixture
+def caller(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """``caller(limit_files=False)``: a process with a pool whose two workers hold large
+    arguments in jobs that never end. Killed, with its workers, after the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(limit_files: bool = False) -> subprocess.Popen[str]:
+        code = _CALLER.format(tests=str(TESTS), limit_files=limit_files)
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        left = descendants(process.pid)
+        process.kill()
+        process.communicate(timeout=30)
+        kill_processes(left)
+        assert wait_for(lambda: all(gone(pid) for pid in left), 30)  # noqa: B023
+
+
+def _workers_of(tmp_path: Path, caller: subprocess.Popen[str]) -> set[int]:
+    """The pids of the caller's workers (and its forkserver), once both jobs started."""
+    for n in range(2):
+        wait_for_path(tmp_path / f"started-{n}", 30)
+    return descendants(caller.pid)
+
+
+def test_a_caller_killed_by_sigkill_leaves_no_shared_memory(
+    caller: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """SIGKILL of the caller while its workers hold large arguments: the workers see their
+    master gone, remove the pool's directory, and exit."""
+    process = caller()
+    assert process.stdout is not None
+    directory = process.stdout.readline().strip()
+    assert "True, True" in process.stdout.readline()
+    assert process.stdout.readline().strip() == "waiting"
+    workers = _workers_of(tmp_path, process)
+    assert os.path.isdir(directory) and os.listdir(directory)
+    process.kill()
+    process.wait(timeout=30)
+    assert wait_for(lambda: all(gone(pid) for pid in workers), 30)
+    assert not os.path.exists(directory)
+
+
+def test_a_pool_removes_what_pools_killed_with_their_workers_left(
+    make_pool: MakePool, caller: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """Caller and workers SIGKILLed at once (nobody could clean up): the next pool that
+    starts on the machine removes the dead pool's directory. (``make_pool`` first: its
+    leak check runs after the caller's pipes are closed.)"""
+    process = caller()
+    assert process.stdout is not None
+    directory = process.stdout.readline().strip()
+    workers = _workers_of(tmp_path, process)
+    for pid in {process.pid, *workers}:
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert wait_for(lambda: all(gone(pid) for pid in workers), 30)
+    assert os.path.isdir(directory)
+    make_pool(1)
+    assert not os.path.exists(directory)
+    assert segment_dirs(process.pid) == set()
+
+
+def test_arguments_go_through_the_pipe_when_the_caller_cannot_write_a_segment(
+    caller: Callable[..., subprocess.Popen[str]],
+) -> None:
+    """A caller that cannot write segments sends its large arguments in the pickle."""
+    process = caller(limit_files=True)
+    assert process.stdout is not None
+    process.stdout.readline()
+    assert process.stdout.readline().strip() == f"({float(ramp(LARGE).sum())}, True, False)"
