@@ -96,3 +96,16 @@ def fresh_array(seed: int, size: int) -> Any:
 def array_sum(array: Any) -> float:
     """What a job does with a large argument: read all of it."""
     return float(array.sum())
+
+
+# The array the "shared" benchmark reads, for fork-started peers: set in the
+# caller before their pool starts, inherited by each worker copy-on-write.
+INHERITED: Any = None
+
+
+def slice_sum(*item: Any) -> float:
+    """Sum ``array[start:stop]`` of ``(array, start, stop)``; ``array`` None: the inherited one.
+
+    The tuple as one argument, or as three (mpire unpacks tuples into arguments)."""
+    array, start, stop = item[0] if len(item) == 1 else item
+    return float((INHERITED if array is None else array)[start:stop].sum())

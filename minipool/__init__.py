@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._context import worker_state as worker_state
     from ._logging import get_logger as get_logger
     from ._pool import Pool as Pool
+    from ._sharing import Shared as Shared
     from ._stats import PoolStats as PoolStats
 del TYPE_CHECKING
 
@@ -28,6 +29,7 @@ __all__ = [
     "PoolStats",
     "RemoteError",
     "RemoteTraceback",
+    "Shared",
     "TaskTimeout",
     "WorkerCrashed",
     "get_logger",
@@ -45,6 +47,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Pool": "._pool",
     "PoolStats": "._stats",
+    "Shared": "._sharing",
     "get_logger": "._logging",
     "stop_requested": "._context",
     "worker_state": "._context",

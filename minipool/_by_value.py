@@ -42,7 +42,7 @@ class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     )
 
 
-def dumps(value: Any, buffer_callback: Callable[[Any], bool] | None = None) -> bytes:
+def dumps(value: Any, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
     buffer = io.BytesIO()
     Pickler(buffer, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(value)
     return buffer.getvalue()

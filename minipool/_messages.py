@@ -33,6 +33,7 @@ TIMED = 1  # flag: the chunk has a task_timeout; the worker stamps each job's st
 # Master -> worker.
 CHUNK = 1
 STOP = 2  # finish what was sent before this frame, tear down, exit
+RELEASE = 3  # a Shared was released: drop its object (the payload: its segment's path)
 # Worker -> master.
 OUTCOME = 11
 READY = 12  # init finished; jobs may now fail only on their own account

@@ -59,6 +59,16 @@ def _dumps(value: Any, buffer_callback: _LargeBuffers | None) -> bytes:
         return _dumps_by_value(value, buffer_callback)
 
 
+def dumps_out_of_band(value: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """``value`` pickled with every buffer it offers out of band, and those buffers."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        return pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append), buffers
+    except Exception:
+        buffers.clear()
+        return _dumps_by_value(value, buffers.append), buffers
+
+
 class _LargeBuffers:
     """A ``buffer_callback`` that keeps the large buffers out of band, the rest in the pickle."""
 
@@ -101,7 +111,7 @@ def dumps_function(fn: Any) -> bytes:
         return _dumps_by_value(fn)
 
 
-def _dumps_by_value(value: Any, buffer_callback: Callable[[Any], bool] | None = None) -> bytes:
+def _dumps_by_value(value: Any, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
     from . import _by_value  # cloudpickle: imported on first use, not with minipool
 
     return _by_value.dumps(value, buffer_callback)

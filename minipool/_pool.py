@@ -14,6 +14,7 @@ from ._map import map_jobs
 from ._open_maps import OpenMaps
 from ._options import check_options, name_of, one_spelling, start_method_of
 from ._pickling import dumps_function
+from ._sharing import Shared
 from ._stats import PoolStats
 from ._tasks import JobFuture, JobReceiver, Task
 
@@ -192,6 +193,21 @@ class Pool(Executor):
             task_timeout=task_timeout,
             open_maps=self._open_maps,
         )
+
+    def share(self, obj: T) -> Shared[T]:
+        """Put ``obj`` once into shared memory for many jobs: a ``Shared`` anywhere in a
+        job's arguments arrives in the job as ``obj`` itself.
+
+        numpy arrays (and any buffer pickle passes out of band) arrive as read-only
+        views of the same pages in every worker, copied nowhere; the rest of ``obj`` is
+        unpickled once per worker and kept. ``shared.release()`` frees it; shutdown frees
+        every one. On a Dask cluster, or where there is no /dev/shm, each job gets a copy.
+        """
+        if self._backend.closing:
+            raise RuntimeError(
+                "cannot share() on a pool that was shut down or stopped; create a new minipool.Pool"
+            )
+        return self._backend.share(obj)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Accept no more jobs; finish those accepted (or cancel those not started).

@@ -56,6 +56,7 @@ OUT_OF_BAND_MIN_BYTES = 256 * 1024
 # The first byte of a value that carries a segment (a pickle starts with PROTO, 0x80).
 SEGMENT_TAG = 0x01
 HANDED_OVER = 1  # flag: the reader removes the file once it mapped it
+SHARED = 2  # flag: Pool.share's; mapped read-only and shared, removed by its Shared only
 # Where segments live: a tmpfs, so that a segment is memory, never disk.
 _SHM = "/dev/shm"
 _DIRECTORY_PREFIX = "minipool-"
@@ -92,10 +93,12 @@ class SegmentDir:
         path = tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-", dir=_SHM)
         return cls(path, hand_over=False, owner=True)
 
-    def write(self, buffers: Sequence[PickleBuffer]) -> bytes:
+    def write(self, buffers: Sequence[PickleBuffer], *, shared: bool = False) -> bytes:
         """Put ``buffers`` into a new segment; the header that names it (see ``open_value``).
 
-        Raises ``OSError`` if the segment cannot be made (``/dev/shm`` is full).
+        ``shared``: a segment of ``Pool.share``'s, which readers map read-only and
+        shared, and which only its ``Shared`` removes. Raises ``OSError`` if the
+        segment cannot be made (``/dev/shm`` is full).
         """
         places, end = [], 0
         for buffer in buffers:
@@ -104,7 +107,8 @@ class SegmentDir:
             places.append((start, end - start))
         path = self._new_file(buffers, places)
         name = os.fsencode(path)
-        header = _HEADER.pack(SEGMENT_TAG, self._flags, len(name), len(places))
+        flags = SHARED if shared else self._flags
+        header = _HEADER.pack(SEGMENT_TAG, flags, len(name), len(places))
         return b"".join([header, *(_PLACE.pack(*place) for place in places), name])
 
     def _new_file(self, buffers: Sequence[PickleBuffer], places: list[tuple[int, int]]) -> str:
@@ -129,7 +133,7 @@ class SegmentDir:
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path):
                 if name.startswith(prefix):
-                    _unlink(os.path.join(self.path, name))
+                    unlink(os.path.join(self.path, name))
 
     def remove(self) -> None:
         """Remove the directory and every segment in it; none is made after this.
@@ -162,10 +166,10 @@ class OwnedSegment:
 
     def __del__(self) -> None:
         if os.getpid() == self._pid:
-            _unlink(self.path)
+            unlink(self.path)
 
 
-def _unlink(path: str) -> None:
+def unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -174,9 +178,7 @@ def segment_path(blob: bytes | memoryview) -> str | None:
     """The file a value's header names, or None for a plain pickle."""
     if not blob or blob[0] != SEGMENT_TAG:
         return None
-    _, _, name_size, count = _HEADER.unpack_from(blob)
-    start = _HEADER.size + count * _PLACE.size
-    return os.fsdecode(bytes(blob[start : start + name_size]))
+    return _read_header(memoryview(blob))[1]
 
 
 def open_value(blob: bytes | memoryview) -> tuple[memoryview, list[memoryview]]:
@@ -185,29 +187,54 @@ def open_value(blob: bytes | memoryview) -> tuple[memoryview, list[memoryview]]:
     Raises ``OSError`` if the segment is gone (its pool was shut down).
     """
     view = memoryview(blob)
+    flags, path, places, end = _read_header(view)
+    return view[end:], _open(path, places, flags)
+
+
+def open_shared(header: bytes) -> list[memoryview]:
+    """The buffers of a ``Pool.share`` segment: read-only views of one shared mapping.
+
+    Raises ``FileNotFoundError`` once its ``Shared`` was released.
+    """
+    flags, path, places, _ = _read_header(memoryview(header))
+    return _open(path, places, flags)
+
+
+def _read_header(view: memoryview) -> tuple[int, str, list[tuple[int, int]], int]:
+    """The flags, the file and the buffers' places a header gives, and where it ends."""
     _, flags, name_size, count = _HEADER.unpack_from(view)
     places = [_PLACE.unpack_from(view, _HEADER.size + n * _PLACE.size) for n in range(count)]
     start = _HEADER.size + count * _PLACE.size
     path = os.fsdecode(bytes(view[start : start + name_size]))
-    segment = _map(path, sum(places[-1]), flags & HANDED_OVER)
-    buffers = [segment[offset : offset + length] for offset, length in places]
-    return view[start + name_size :], buffers
+    return flags, path, places, start + name_size
 
 
-def _map(path: str, size: int, take: int) -> memoryview:
+def _open(path: str, places: list[tuple[int, int]], flags: int) -> list[memoryview]:
+    segment = _map(path, sum(places[-1]), flags)
+    return [segment[offset : offset + length] for offset, length in places]
+
+
+def _map(path: str, size: int, flags: int) -> memoryview:
+    """The file mapped: private and writable (copy on write), or, for a shared segment,
+    shared and read-only. Not faulted in at once (MAP_POPULATE): a job that reads a
+    slice would pay for the whole array in every worker (bench_large's "shared": 171 ms
+    against 113 ms without)."""
+    shared = flags & SHARED
+    mode = (mmap.MAP_SHARED, mmap.PROT_READ) if shared else _PRIVATE
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        address = _libc.mmap(None, size, _PROT_READ_WRITE, mmap.MAP_PRIVATE, fd, 0)
+        address = _libc.mmap(None, size, mode[1], mode[0], fd, 0)
     finally:
         os.close(fd)
     if address == _MAP_FAILED:
         error = ctypes.get_errno()
         raise OSError(error, f"cannot map {path}: {os.strerror(error)}")
-    if take:
-        _unlink(path)
+    if flags & HANDED_OVER:
+        unlink(path)
     memory = _Memory.from_address(address)
     memory.mapping = _Mapping(address, size)  # unmapped with the last view of it
-    return memoryview(memory).cast("B")[:size]
+    view = memoryview(memory).cast("B")[:size]
+    return view.toreadonly() if shared else view
 
 
 # The mapping is made with libc's mmap, not Python's: an mmap.mmap keeps a file
@@ -225,7 +252,7 @@ _libc.mmap.argtypes = [
 ]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MAP_FAILED = ctypes.c_void_p(-1).value
-_PROT_READ_WRITE = mmap.PROT_READ | mmap.PROT_WRITE
+_PRIVATE = (mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 class _Memory(ctypes.c_ubyte * (1 << 46)):  # type: ignore[misc]

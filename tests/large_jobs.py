@@ -81,3 +81,26 @@ def init_small_file_limit() -> None:
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a signal that kills
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def read_shared(table: dict[str, Any], index: int) -> tuple[float, bool, bool, int, int]:
+    """What a job sees of a shared dict holding an array: the sum of its row ``index``,
+    whether it may write the array, whether it reads it in place, and the ids of the
+    dict and of the process (one unpickled dict per worker)."""
+    array = table["rows"]
+    return (
+        float(array[index].sum()),
+        array.flags.writeable,
+        in_pool_segment(array),
+        id(table),
+        os.getpid(),
+    )
+
+
+def write_shared(array: np.ndarray) -> None:
+    array[0] = 1.0  # a read-only view: ValueError
+
+
+def describe_first(items: list[Any]) -> str:
+    """The type of the first item, as the job gets it."""
+    return type(items[0]).__name__

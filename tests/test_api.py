@@ -25,6 +25,7 @@ PUBLIC_NAMES = [
     "PoolStats",
     "RemoteError",
     "RemoteTraceback",
+    "Shared",
     "TaskTimeout",
     "WorkerCrashed",
     "get_logger",

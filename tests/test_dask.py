@@ -636,3 +636,17 @@ def test_without_the_extra_the_error_says_how_to_install_it() -> None:
     assert done.returncode == 0, done.stderr
     assert "pip install 'dask[distributed]'" in done.stdout
     assert "pip install -e '.[cluster]'" in done.stdout
+
+
+def test_a_shared_object_reaches_dask_jobs_by_value(
+    make_pool: Callable[..., minipool.Pool],
+) -> None:
+    """On a cluster, ``share`` gives a ``Shared`` that jobs get as the object itself (a copy
+    each: a cluster's workers cannot map the caller's memory), and ``value`` is it."""
+    pool = make_pool()
+    shared = pool.share([3, 4, 5])
+    assert pool.submit(sum, shared).result(timeout=60) == 12
+    assert list(pool.map(len, [shared, shared])) == [3, 3]
+    assert shared.value == [3, 4, 5]
+    shared.release()
+    assert shared.released

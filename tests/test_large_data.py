@@ -253,3 +253,92 @@ def test_arguments_go_through_the_pipe_when_the_caller_cannot_write_a_segment(
     assert process.stdout is not None
     process.stdout.readline()
     assert process.stdout.readline().strip() == f"({float(ramp(LARGE).sum())}, True, False)"
+
+
+# ---- Pool.share ----------------------------------------------------------------------
+
+
+def test_a_shared_object_arrives_as_itself_read_only_and_in_place(
+    make_pool: MakePool, start_method: str
+) -> None:
+    """A ``Shared`` in the arguments of many jobs (directly, as a keyword, inside a list):
+    each job gets the object, its array a read-only view of the one shared copy, and each
+    worker unpickles it once."""
+    pool = make_pool(start_method=start_method)
+    rows = np.arange(8 * LARGE, dtype=np.float64).reshape(8, LARGE)
+    shared = pool.share({"rows": rows, "name": "table"})
+    seen = list(pool.map(large_jobs.read_shared, [shared] * 8, range(8), chunksize=1))
+    assert [sum_ for sum_, *_ in seen] == [float(row.sum()) for row in rows]
+    assert all(not writable and in_place for _, writable, in_place, _, _ in seen)
+    tables_per_worker: dict[int, set[int]] = {}
+    for *_, table, pid in seen:
+        tables_per_worker.setdefault(pid, set()).add(table)
+    assert all(len(tables) == 1 for tables in tables_per_worker.values())
+    keyword = pool.submit(large_jobs.read_shared, table=shared, index=3).result(timeout=30)
+    assert keyword[0] == float(rows[3].sum())
+    nested = pool.submit(large_jobs.describe_first, [shared]).result(timeout=30)
+    assert nested == "dict"
+    with pytest.raises(ValueError, match="read-only"):
+        pool.submit(large_jobs.write_shared, shared.value["rows"]).result(timeout=30)
+
+
+def test_a_shared_value_in_the_caller_is_the_shared_copy(make_pool: MakePool) -> None:
+    """``shared.value`` is the object as jobs get it: the caller may drop its original."""
+    pool = make_pool(1)
+    shared = pool.share(ramp(LARGE))
+    np.testing.assert_array_equal(shared.value, ramp(LARGE))
+    assert in_pool_segment(shared.value) and not shared.value.flags.writeable
+    assert pool.submit(large_jobs.describe, shared).result(timeout=30) == (
+        float(ramp(LARGE).sum()),
+        False,
+        True,
+    )
+
+
+def test_a_released_shared_is_freed_and_cannot_be_sent(make_pool: MakePool) -> None:
+    """``release()`` removes the shared copy at once (twice is fine); sending it after that
+    is a TypeError at ``submit`` that says why, and its value is gone."""
+    pool = make_pool(1)
+    shared = pool.share(ramp(LARGE))
+    assert pool.submit(large_jobs.describe, shared).result(timeout=30)[2]
+    assert len(_segments_of(pool)) == 1
+    shared.release()
+    shared.release()
+    assert shared.released and _segments_of(pool) == []
+    with pytest.raises(TypeError, match="this Shared was released"):
+        pool.submit(large_jobs.describe, shared)
+    with pytest.raises(ValueError, match="released"):
+        shared.value  # noqa: B018
+    assert pool.submit(large_jobs.describe, ramp(8)).result(timeout=30)[0] == 28.0
+
+
+def test_shutdown_frees_every_shared_object(make_pool: MakePool) -> None:
+    """Shared objects never released go with the pool (the leak check sees the directory
+    gone); ``share()`` on a closed pool is a clear error."""
+    pool = make_pool(1)
+    shared = [pool.share(ramp(LARGE, n)) for n in range(3)]
+    assert len(_segments_of(pool)) == 3
+    directory = pool._backend.segments
+    assert directory is not None
+    pool.shutdown()
+    assert not os.path.exists(directory.path)
+    assert not any(item.released for item in shared)
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.share(ramp(8))
+
+
+def test_a_job_that_gets_a_shared_released_before_it_ran_fails_clearly(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """Released while a job that takes it waits: that job fails with an error that says
+    so; the pool goes on."""
+    pool = make_pool(1)
+    shared = pool.share(ramp(LARGE))
+    blocker = pool.submit(large_jobs.wait_holding, ramp(8), str(tmp_path / "go"))
+    waiting = pool.submit(large_jobs.describe, shared)
+    shared.release()
+    (tmp_path / "go").touch()
+    assert blocker.result(timeout=30) == 28.0
+    with pytest.raises(Exception, match="released before the job ran"):
+        waiting.result(timeout=30)
+    assert pool.submit(large_jobs.describe, ramp(8)).result(timeout=30)[0] == 28.0

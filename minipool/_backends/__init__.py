@@ -19,15 +19,18 @@ given a ``cluster``, so ``import minipool`` works without the ``cluster`` extra.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._options import PoolOptions
 from .._segments import SegmentDir
+from .._sharing import Shared
 from .._stats import PoolStats
 from .._tasks import Task
 
 if TYPE_CHECKING:
     from .dask import DaskBackend
+
+T = TypeVar("T")
 
 # minipool is not on the package index: the extra installs from a clone, and
 # what it adds is dask[distributed], which installs from anywhere.
@@ -53,6 +56,9 @@ class Backend(Protocol):
 
     @property
     def task_timeout(self) -> float | None: ...
+
+    def share(self, value: T) -> Shared[T]:
+        """``value`` put once where every worker can read it (see ``Pool.share``)."""
 
     @property
     def segments(self) -> SegmentDir | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from .._errors import PoolError, copy_error
 from .._ledger import Ledger
 from .._options import PoolOptions
 from .._segments import SegmentDir
+from .._sharing import Shared
 from .._stats import PoolStats
 from .._tasks import Task
+
+T = TypeVar("T")
 
 
 class BackendBase:
@@ -34,6 +38,11 @@ class BackendBase:
         # that would return at once.
         self._done = threading.Event()
         self.owner_pid = os.getpid()  # the process whose pool this is (see disown)
+
+    def share(self, value: T) -> Shared[T]:
+        """``value`` for many jobs; here by value (a backend whose workers can map the
+        caller's memory shares it there)."""
+        return Shared(None, by_value=value)
 
     @property
     def running(self) -> bool:

@@ -66,6 +66,7 @@ import os
 import selectors
 import threading
 from functools import partial
+from typing import TypeVar
 
 from ... import _exits
 from ..._context import IDLE
@@ -78,12 +79,14 @@ from ..._messages import (
     OUTCOME,
     READY,
     RECYCLING,
+    RELEASE,
     Outcome,
     generation_of,
 )
 from ..._options import PoolOptions
 from ..._scheduling import TARGET_CHUNK_SECONDS
 from ..._segments import SegmentDir
+from ..._sharing import Shared, share
 from ..._tasks import Task
 from ..base import BackendBase
 from . import timeouts
@@ -97,6 +100,7 @@ from .start_method import choose_start_method
 from .wakeup import Wakeup
 from .worker import WorkerConfig
 
+T = TypeVar("T")
 # init failures in a row (across workers) before the pool gives up with
 # InitError: enough to ride out a database that refused one connection, few
 # enough to fail within seconds instead of respawning forever.
@@ -121,6 +125,7 @@ class Master(BackendBase):
         )
         self._shared = SharedState()
         self.segments = SegmentDir.create()
+        self._released: list[str] = []  # Shareds' segments the workers must drop (RELEASE)
         self._dispatch = Dispatcher(options.max_tasks_per_worker, lambda: self._completed)
         self._logs = LogRouter(options.log_sink)
         self._log_spills = [LogSpill() for _ in range(self.workers)]
@@ -161,6 +166,14 @@ class Master(BackendBase):
             self._wakeup.wake()
         if wait and threading.current_thread() is not self._thread:
             self._done.wait()
+
+    def share(self, value: T) -> Shared[T]:
+        return share(value, self.segments, self._release)
+
+    def _release(self, path: str) -> None:
+        with self._lock:
+            self._released.append(path)
+            self._wakeup.wake()
 
     def stop(self) -> None:
         if self.disowned:
@@ -245,9 +258,21 @@ class Master(BackendBase):
             self._dispatch.rebalance(self._workers)
             if self._closing and not self._work_left():
                 self._retire_all()
+        self._send_releases()
         for worker in self._workers:
             if worker is not None and worker.outbox:
                 self._flush(worker)
+
+    def _send_releases(self) -> None:
+        """Tell every worker which released Shareds to drop."""
+        if not self._released:
+            return
+        with self._lock:
+            released, self._released = self._released, []
+        for worker in self._workers:
+            if worker is not None:
+                for path in released:
+                    worker.outbox.add(RELEASE, os.fsencode(path))
 
     def _cancel_unstarted(self, reason: str) -> None:
         """Cancel every job no worker has started: those queued, and those taken back."""

@@ -41,11 +41,13 @@ from ..._messages import (
     INIT_FAILED,
     READY,
     RECYCLING,
+    RELEASE,
     TIMED,
     FrameReader,
 )
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
 from ..._segments import SegmentDir
+from ..._sharing import forget
 from .handover import InitCall
 from .log_spill import LogSpill
 from .sender import HOLD_SECONDS, Sender
@@ -207,6 +209,9 @@ def _serve(
                 frames.extend(reader.feed(data))
                 continue
             kind, frame = frames.popleft()
+            if kind == RELEASE:
+                forget(os.fsdecode(bytes(frame)))
+                continue
             if kind != CHUNK or context.shared.stop_requested:
                 return
             task += 1
