@@ -90,7 +90,10 @@ class SegmentDir:
         if not os.path.isdir(_SHM) or not os.access(_SHM, os.W_OK):
             return None
         remove_abandoned()
-        path = tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-", dir=_SHM)
+        try:
+            path = tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-", dir=_SHM)
+        except OSError:  # full, or read-only after all: every value goes through the pipe
+            return None
         return cls(path, hand_over=False, owner=True)
 
     def write(self, buffers: Sequence[PickleBuffer], *, shared: bool = False) -> bytes:
@@ -121,7 +124,7 @@ class SegmentDir:
             for buffer, (start, _) in zip(buffers, places, strict=True):
                 _write_at(fd, buffer.raw(), start)
         except BaseException:
-            os.unlink(path)
+            unlink(path)  # the directory may be gone too (see remove)
             raise
         finally:
             os.close(fd)
