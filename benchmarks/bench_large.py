@@ -12,6 +12,8 @@ one child process), and a memory copy of them.
 
     .venv/bin/python benchmarks/bench_large.py                 # 2 workers, fork, 3 rounds
     .venv/bin/python benchmarks/bench_large.py --start-method spawn --scale 0.25
+
+One large array read by many jobs (``Pool.share``) is ``bench_shared.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import functools
 import multiprocessing
 import os
 import sys
-import threading
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -130,157 +131,6 @@ def arguments(config: Config) -> list[Metric]:
     ]
 
 
-# ---- one array shared by many jobs --------------------------------------------------
-
-SHARED_BYTES = 512 << 20
-SHARED_JOBS = 200
-# Peers that start their workers with fork, and so inherit a global array copy-on-write.
-INHERITING = (engines.MP, engines.PPE, engines.PEBBLE, engines.MPIRE)
-
-
-def pss_bytes(pids: set[int]) -> int:
-    """The total proportional set size of ``pids`` (shared pages counted once overall)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                for line in rollup:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:  # it exited meanwhile
-            continue
-    return total
-
-
-class PeakMemory:
-    """Samples the PSS of this process and its children every 10 ms, in a thread."""
-
-    def __init__(self) -> None:
-        self.before = self.peak = pss_bytes(self._pids())
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _pids(self) -> set[int]:
-        return {os.getpid(), *descendants(os.getpid())}
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.01):
-            self.peak = max(self.peak, pss_bytes(self._pids()))
-
-    def growth(self) -> int:
-        self._done.set()
-        self._thread.join()
-        self.peak = max(self.peak, pss_bytes(self._pids()))
-        return self.peak - self.before
-
-
-def descendants(root: int) -> set[int]:
-    """Every process below ``root`` (a forkserver's workers too), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, stack = set(), [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.add(child)
-            stack.append(child)
-    return found
-
-
-def shared_items(array: Any, jobs: int, source: Any) -> list[tuple[Any, int, int]]:
-    step = -(-len(array) // jobs)
-    return [(source, start, min(start + step, len(array))) for start in range(0, len(array), step)]
-
-
-def shared_case(engine: str, array: Any, jobs: int, seconds: Row, growth: Row) -> tuple[Case, Row]:
-    expected = float(array.sum())
-
-    def run(pool: Any) -> float:
-        memory = PeakMemory()
-        start = perf_counter()
-        shared = pool.share(array) if engine == MINIPOOL else None
-        shared_at = perf_counter()
-        items = shared_items(array, jobs, shared)
-        total_ = sum(engines.lazy_map(engine, pool, tasks.slice_sum, items, 1))
-        end = perf_counter()
-        growth.samples.append(memory.growth() / 1e6)
-        check(abs(total_ - expected) <= 1e-6 * abs(expected), "wrong sum")
-        if shared is not None:
-            shared.release()
-            share_row.samples.append(shared_at - start)
-        return end - shared_at
-
-    share_row = Row(f"{engine}: share() before the map", engine)
-    return Case(seconds, run), share_row
-
-
-def shared(config: Config) -> list[Metric]:
-    jobs = config.count(SHARED_JOBS)
-    array = np.arange(max(jobs, int(SHARED_BYTES * config.scale)) // 8, dtype=np.float64)
-    tasks.INHERITED = array  # before any pool starts: fork-started workers inherit it
-    cases, growths, shares = [], [], []
-    for engine in engines.everyone():
-        if engine != MINIPOOL and engine not in INHERITING:
-            continue
-        seconds = Row(f"{engine}: map, 1 job per chunk", engine)
-        growth = Row(f"{engine}: peak PSS growth", engine)
-        case, share_row = shared_case(engine, array, jobs, seconds, growth)
-        cases.append(case)
-        growths.append(growth)
-        if engine == MINIPOOL:
-            shares.append(share_row)
-    compute = reference_case(
-        "in-process: the jobs in the caller",
-        lambda: timed(lambda: [tasks.slice_sum(i) for i in shared_items(array, jobs, array)]),
-    )
-    run_rounds(config, cases)
-    run_references(config, [compute])
-    tasks.INHERITED = None
-    size = array.nbytes
-    mine = f"{MINIPOOL}: map, 1 job per chunk"
-    notes = peer_notes(
-        "minipool reads a Pool.share() of the array; the peers (fork only: loky and joblib "
-        "cannot) inherit it as a global, copy-on-write"
-    )
-    return [
-        Metric(
-            "shared_seconds",
-            f"one {size >> 20} MiB array read by {jobs} jobs, each summing its own slice",
-            "s",
-            report.LOWER,
-            [case.row for case in cases] + shares + [compute.row],
-            tuple(case.row.label for case in cases if engines.is_peer(case.row.engine)),
-            [Target(mine, "<=", 1.0, relative=True)],
-            notes,
-        ),
-        Metric(
-            "shared_memory",
-            f"peak PSS growth, caller and workers, while {jobs} jobs read one "
-            f"{size >> 20} MiB array (share() included)",
-            "MB",
-            report.LOWER,
-            growths,
-            tuple(row.label for row in growths if engines.is_peer(row.engine)),
-            [Target(f"{MINIPOOL}: peak PSS growth", "<=", 1.3 * size / 1e6, relative=False)],
-            [f"target: at most 1.3x the array's {size / 1e6:,.0f} MB"],
-        ),
-    ]
-
-
-def timed(work: Callable[[], Any]) -> float:
-    start = perf_counter()
-    work()
-    return perf_counter() - start
-
-
 # ---- references -------------------------------------------------------------------
 
 
@@ -343,7 +193,6 @@ def memory_copy(jobs: int, size: int) -> float:
 WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "results": results,
     "arguments": arguments,
-    "shared": shared,
 }
 
 

@@ -98,9 +98,19 @@ def array_sum(array: Any) -> float:
     return float(array.sum())
 
 
-# The array the "shared" benchmark reads, for fork-started peers: set in the
-# caller before their pool starts, inherited by each worker copy-on-write.
+# The array bench_shared.py's peers read: set in each worker by their initializer.
 INHERITED: Any = None
+
+
+def set_inherited(array: Any) -> None:
+    """A peer's initializer: keep the array its jobs read."""
+    global INHERITED
+    INHERITED = array
+
+
+def slice_sum_of_shared_objects(array: Any, _source: Any, start: int, stop: int) -> float:
+    """``slice_sum`` as mpire calls it: its ``shared_objects`` first, the item unpacked."""
+    return float(array[start:stop].sum())
 
 
 def slice_sum(*item: Any) -> float:

@@ -15,6 +15,7 @@ never needs cloudpickle in the caller.
 from __future__ import annotations
 
 import io
+import pickle
 import types
 from collections import ChainMap
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
 
-from ._pickling import PROTOCOL
+from ._pickling import PROTOCOL, rebuild_memoryview
 
 _ANONYMOUS_FILE = "<dynamic-code>"
 
@@ -35,10 +36,23 @@ def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
     )
 
 
+def _reduce_memoryview(view: memoryview[Any]) -> tuple[Any, ...]:
+    """A memoryview (which pickle refuses) as its bytes, out of band where large, with its
+    format and shape: a job may return one, and it arrives as a memoryview."""
+    format, shape = view.format, view.shape
+    if not view.c_contiguous:  # a copy, as contiguous as PickleBuffer needs
+        data = view.tobytes()
+        view = memoryview(data if view.readonly else bytearray(data))
+    return rebuild_memoryview, (pickle.PickleBuffer(view), format, shape)
+
+
 class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    # The registry is cloudpickle's own; only code objects are reduced otherwise.
+    # The registry is cloudpickle's own; code objects and memoryviews are reduced
+    # otherwise. Plain pickle comes first (see _pickling), so this costs nothing to
+    # values it can pickle.
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
-        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+        {types.CodeType: _reduce_code, memoryview: _reduce_memoryview},
+        cloudpickle.Pickler.dispatch_table,
     )
 
 

@@ -117,6 +117,15 @@ def _dumps_by_value(value: Any, buffer_callback: Callable[[Any], object] | None 
     return _by_value.dumps(value, buffer_callback)
 
 
+def rebuild_memoryview(buffer: Any, format: str, shape: tuple[int, ...]) -> memoryview[Any]:
+    """A memoryview as ``_by_value`` pickled it: its bytes, then its format and shape."""
+    view: memoryview[Any] = memoryview(buffer).cast("B")
+    try:
+        return view.cast(format, shape)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):  # a format cast() does not take: its bytes, then
+        return view
+
+
 def _defined_in_main(fn: Any) -> bool:
     # Functions, classes and callable instances (through their class) all
     # answer __module__.

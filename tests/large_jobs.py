@@ -104,3 +104,19 @@ def write_shared(array: np.ndarray) -> None:
 def describe_first(items: list[Any]) -> str:
     """The type of the first item, as the job gets it."""
     return type(items[0]).__name__
+
+
+def memoryviews(size: int) -> dict[str, memoryview]:
+    """memoryviews (which pickle refuses): of doubles, 2-D, read-only, strided."""
+    doubles = memoryview(ramp(size).tobytes()).cast("d")
+    return {
+        "doubles": doubles,
+        "grid": memoryview(bytearray(size * 8)).cast("d", (size // 4, 4)),
+        "read_only": memoryview(bytes(range(256)) * (size // 256)),
+        "strided": memoryview(bytearray(range(256)) * (size // 256))[::2],
+    }
+
+
+def view_total(view: memoryview) -> tuple[float, str]:
+    """A job given a memoryview: the sum of its doubles, and its format."""
+    return float(np.frombuffer(view, dtype=np.float64).sum()), view.format

@@ -177,7 +177,8 @@ _CALLER = textwrap.dedent(
 @pytest.fixture
 def caller(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """``caller(limit_files=False)``: a process with a pool whose two workers hold large
-    arguments in jobs that never end. Killed, with its workers, after the test."""
+    arguments in jobs that never end. Killed, with its workers, after the test, which
+    fails if any of them printed anything."""
     started: list[subprocess.Popen[str]] = []
 
     def start(limit_files: bool = False) -> subprocess.Popen[str]:
@@ -186,6 +187,7 @@ def caller(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
             [sys.executable, "-c", code, str(tmp_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         started.append(process)
@@ -195,9 +197,12 @@ def caller(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     for process in started:
         left = descendants(process.pid)
         process.kill()
-        process.communicate(timeout=30)
+        _, errors = process.communicate(timeout=30)  # until its workers are gone too
         kill_processes(left)
         assert wait_for(lambda: all(gone(pid) for pid in left), 30)  # noqa: B023
+        # Nothing printed: no resource tracker warning (no segment is ever registered
+        # with one), no traceback from a worker whose master died.
+        assert errors == "", errors
 
 
 def _workers_of(tmp_path: Path, caller: subprocess.Popen[str]) -> set[int]:
@@ -342,3 +347,27 @@ def test_a_job_that_gets_a_shared_released_before_it_ran_fails_clearly(
     with pytest.raises(Exception, match="released before the job ran"):
         waiting.result(timeout=30)
     assert pool.submit(large_jobs.describe, ramp(8)).result(timeout=30)[0] == 28.0
+
+
+@pytest.mark.parametrize("size", [8 * 64, LARGE], ids=["small", "large"])
+def test_memoryviews_travel_both_ways(make_pool: MakePool, size: int) -> None:
+    """A memoryview, which pickle refuses, is a fine argument and result: it arrives as a
+    memoryview with its format, shape and read-only flag (its bytes in a segment when
+    large)."""
+    pool = make_pool(1)
+    views = pool.submit(large_jobs.memoryviews, size).result(timeout=30)
+    expected = large_jobs.memoryviews(size)
+    for name, view in views.items():
+        assert (view.format, view.shape, view.readonly) == (
+            expected[name].format,
+            expected[name].shape,
+            expected[name].readonly,
+        ), name
+        assert view.tobytes() == expected[name].tobytes(), name
+    doubles = np.frombuffer(views["doubles"], dtype=np.float64)
+    assert in_pool_segment(doubles) == (size == LARGE)
+    argument = memoryview(ramp(size).tobytes()).cast("d")
+    assert pool.submit(large_jobs.view_total, argument).result(timeout=30) == (
+        float(ramp(size).sum()),
+        "d",
+    )
