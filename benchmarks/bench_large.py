@@ -35,6 +35,9 @@ from bench_engine import Case, Config, check, peer_notes, run_rounds
 from engines import MINIPOOL
 from report import HIGHER, Metric, Row, Target
 
+import minipool
+from minipool._segments import OUT_OF_BAND_MIN_BYTES
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS = 48
 ARRAY_BYTES = 16 << 20
@@ -131,6 +134,59 @@ def arguments(config: Config) -> list[Metric]:
     ]
 
 
+# ---- the threshold ----------------------------------------------------------------
+
+CROSSOVER_SIZES = (64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20)
+CROSSOVER_BYTES = 256 << 20  # moved per sample, whatever the size of each result
+
+
+def crossover_sample(config: Config, size: int, shared: bool) -> float:
+    """MB/s of results of ``size`` bytes, with shared memory for them or not."""
+    jobs = max(2, config.count(CROSSOVER_BYTES // size))
+    threshold = size if shared else 1 << 62
+    make = functools.partial(fresh_array, size=size)
+    with minipool.Pool(
+        config.workers,
+        start_method=config.start_method,
+        init=tasks.set_out_of_band_min_bytes,
+        init_args=(threshold,),
+    ) as pool:
+        engines.warm_up(MINIPOOL, pool, config.workers)
+        start = perf_counter()
+        for _ in pool.map(make, range(jobs), chunksize=1):
+            pass
+        return jobs * size / (perf_counter() - start) / 1e6
+
+
+def crossover(config: Config) -> list[Metric]:
+    """Where shared memory starts to beat the pipe: the choice of OUT_OF_BAND_MIN_BYTES."""
+    rows = []
+    for size in CROSSOVER_SIZES:
+        through = {
+            shared: Row(f"{size >> 10:,} KiB, {way}", MINIPOOL)
+            for shared, way in ((True, "shared memory"), (False, "pipe"))
+        }
+        for _ in range(config.rounds):
+            for shared in (True, False):
+                through[shared].samples.append(crossover_sample(config, size, shared))
+        rows += [through[True], through[False]]
+    return [
+        Metric(
+            "crossover",
+            "minipool's results of one size, through shared memory or the pipe",
+            "MB/s",
+            HIGHER,
+            rows,
+            (),
+            [],
+            [
+                f"minipool sends buffers of {OUT_OF_BAND_MIN_BYTES >> 10} KiB and up through "
+                "shared memory (_segments.OUT_OF_BAND_MIN_BYTES)"
+            ],
+        )
+    ]
+
+
 # ---- references -------------------------------------------------------------------
 
 
@@ -193,6 +249,7 @@ def memory_copy(jobs: int, size: int) -> float:
 WORKLOADS: dict[str, Callable[[Config], list[Metric]]] = {
     "results": results,
     "arguments": arguments,
+    "crossover": crossover,
 }
 
 

@@ -119,3 +119,11 @@ def slice_sum(*item: Any) -> float:
     The tuple as one argument, or as three (mpire unpacks tuples into arguments)."""
     array, start, stop = item[0] if len(item) == 1 else item
     return float((INHERITED if array is None else array)[start:stop].sum())
+
+
+def set_out_of_band_min_bytes(size: int) -> None:
+    """In a worker (an initializer): buffers of this many bytes and up go through shared
+    memory (bench_large.py's crossover sets it per pool)."""
+    from minipool import _pickling
+
+    _pickling.OUT_OF_BAND_MIN_BYTES = size

@@ -240,10 +240,13 @@ def test_a_pool_removes_what_pools_killed_with_their_workers_left(
     assert process.stdout is not None
     directory = process.stdout.readline().strip()
     workers = _workers_of(tmp_path, process)
-    for pid in {process.pid, *workers}:
-        os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    # Stopped first, so that it cannot replace its workers, and killed last, so that no
+    # worker lives on to see its master gone and clean up.
+    os.kill(process.pid, signal.SIGSTOP)
+    kill_processes(workers)
     assert wait_for(lambda: all(gone(pid) for pid in workers), 30)
+    process.kill()
+    process.wait(timeout=30)
     assert os.path.isdir(directory)
     make_pool(1)
     assert not os.path.exists(directory)
