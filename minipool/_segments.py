@@ -48,11 +48,12 @@ import threading
 from collections.abc import Sequence
 from pickle import PickleBuffer
 
-# Buffers this large and up leave the pickle for a segment. Below it, the pipe
-# is the faster way: a segment costs two files opened, a mapping and an
-# unlink (about 30 us), where the pipe moves 256 KiB in about as long
-# (benchmarks/bench_large.py measures the crossover).
-OUT_OF_BAND_MIN_BYTES = 256 * 1024
+# Buffers this large and up leave the pickle for a segment. Below it the pipe is
+# faster: a segment costs files opened, a mapping and page faults on both sides.
+# Results of one size, through shared memory / through the pipe, in MB/s
+# (benchmarks/bench_large.py --only crossover, fork, 2 workers): 256 KiB 900 /
+# 1,207; 512 KiB 1,451 / 1,495; 1 MiB 2,107 / 1,071; 4 MiB 2,854 / 908.
+OUT_OF_BAND_MIN_BYTES = 512 * 1024
 # The first byte of a value that carries a segment (a pickle starts with PROTO, 0x80).
 SEGMENT_TAG = 0x01
 HANDED_OVER = 1  # flag: the reader removes the file once it mapped it

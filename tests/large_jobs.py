@@ -16,7 +16,7 @@ from helpers import in_pool_segment, wait_for_path
 from jobs import RELEASE_TIMEOUT
 
 # Large enough to leave the pickle (minipool._segments.OUT_OF_BAND_MIN_BYTES is
-# 256 KiB), small enough to be quick.
+# 512 KiB), small enough to be quick.
 LARGE = 1 << 17  # float64 items: 1 MiB
 
 
