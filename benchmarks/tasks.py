@@ -108,6 +108,11 @@ def set_inherited(array: Any) -> None:
     INHERITED = array
 
 
+def inc_beside_shared_objects(_array: Any, x: int) -> int:
+    """``inc`` as mpire calls it in a pool with ``shared_objects`` (its warm-up)."""
+    return x + 1
+
+
 def slice_sum_of_shared_objects(array: Any, _source: Any, start: int, stop: int) -> float:
     """``slice_sum`` as mpire calls it: its ``shared_objects`` first, the item unpacked."""
     return float(array[start:stop].sum())
