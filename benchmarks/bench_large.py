@@ -38,7 +38,7 @@ from report import HIGHER, Metric, Row, Target
 import minipool
 from minipool._segments import OUT_OF_BAND_MIN_BYTES
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
 JOBS = 48
 ARRAY_BYTES = 16 << 20
 fresh_array, total = tasks.fresh_array, tasks.array_sum

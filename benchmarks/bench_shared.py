@@ -44,7 +44,7 @@ from report import LOWER, Metric, Row, Target
 
 import minipool
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_BYTES = 512 << 20
 SHARED_JOBS = 200
 

@@ -169,3 +169,31 @@ def test_bench_import_times_every_module_in_fresh_interpreters(tmp_path: Path) -
     labels = {name: {row["label"] for row in metrics[name]["rows"]} for name in metrics}
     assert {"minipool", "concurrent.futures.process"} <= labels["import"]
     assert {"minipool.Pool", "ProcessPoolExecutor"} <= labels["import_pool"]
+
+
+@pytest.mark.timeout(150)
+def test_the_large_data_benchmarks_run_every_workload(tmp_path: Path) -> None:
+    """bench_large.py and bench_shared.py at a hundredth of their data: every table, no
+    sample failed (each checks its results), JSON written."""
+    large = _bench(
+        "bench_large.py",
+        *("--scale", "0.01", "--rounds", "1", "--json", str(tmp_path / "large.json")),
+        timeout=70,
+    )
+    assert large.returncode == 0, large.stdout[-3000:] + large.stderr
+    workloads = [
+        m["workload"] for m in json.loads((tmp_path / "large.json").read_text())["metrics"]
+    ]
+    assert workloads == ["large_results", "large_arguments", "crossover"]
+    shared = _bench(
+        "bench_shared.py",
+        *("--scale", "0.01", "--rounds", "1", "--json", str(tmp_path / "shared.json")),
+        timeout=70,
+    )
+    assert shared.returncode == 0, shared.stdout[-3000:] + shared.stderr
+    metrics = json.loads((tmp_path / "shared.json").read_text())["metrics"]
+    assert [metric["workload"] for metric in metrics] == [
+        "shared_seconds",
+        "shared_setup",
+        "shared_memory",
+    ]
