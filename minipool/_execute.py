@@ -169,6 +169,9 @@ def execute(
         results.fail_all(_unreadable_chunk(error))
     else:
         run_chunk(chunk, fn, context, results, progress, timed)
+        del (
+            chunk
+        )  # its arguments: unmapped now, and reported with the outcome (if no job kept them)
     context.cells.jobs[RUNNING_CELL] = IDLE
     progress.ended(results)
 

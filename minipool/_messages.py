@@ -41,6 +41,7 @@ INIT_FAILED = 13
 RECYCLING = 14  # past max_worker_memory: exiting; the tasks it did not claim never ran
 LOGS = 15  # log events (see log_spill)
 EXITING = 16  # torn down: the process only exits from here (the master bounds how long)
+UNMAPPED = 17  # argument segments its jobs let go of (paths, NUL-separated; see _segments)
 
 
 # How a worker runs the jobs of a chunk (``Chunk.tracking``):

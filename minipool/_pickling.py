@@ -16,7 +16,8 @@ from typing import Any
 
 from ._errors import RemoteError, RemoteTraceback
 from ._messages import ErrorInfo
-from ._segments import OUT_OF_BAND_MIN_BYTES, SEGMENT_TAG, SegmentDir, open_value
+from ._segment_maps import SEGMENT_TAG, open_value
+from ._segments import OUT_OF_BAND_MIN_BYTES, SegmentDir
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 

@@ -6,10 +6,10 @@ object offers out of band (a numpy array's data, a ``bytearray``, a
 ``OUT_OF_BAND_MIN_BYTES`` or more leave the pickle: ``SegmentDir.write`` puts
 them, one after the other, into a new file (a *segment*) in the pool's
 directory under ``/dev/shm``, and what crosses the pipe is a short header that
-names the file, then the pickle. ``open_value`` maps the file, and the
-unpickler builds the value on views of that mapping: the receiver copies
-nothing, and the sender copies once, into the file, instead of through the
-pipe's kernel buffer on both sides.
+names the file, then the pickle. ``_segment_maps.open_value`` maps the file,
+and the unpickler builds the value on views of that mapping: the receiver
+copies nothing, and the sender copies once, into the file, instead of through
+the pipe's kernel buffer on both sides.
 
 The mapping is private (copy on write): a value that was writable is writable,
 and a write changes the receiver's copy only. A buffer that was read-only
@@ -21,7 +21,11 @@ Who removes a segment's file:
   The mapping keeps the memory until the last view of it is dropped.
 - A chunk's arguments (the caller's file): the ``Task`` that made them, when
   it is dropped; until then a dead worker's tasks can be sent again, and
-  every worker that runs them maps the same file.
+  every worker that runs them maps the same file. If the worker that ran it
+  said it let go of every view of the file (``UNMAPPED``, just before the
+  task's last outcome), the caller keeps the file and writes later arguments
+  into it instead (``drop``, ``_reuse``): its pages exist already. A file a
+  job kept a view of is never written again.
 - What is left when a process dies: the master removes the files a dead
   worker wrote, and the whole directory at shutdown; a worker whose master's
   process is gone removes the directory before it exits (see the worker's
@@ -37,16 +41,15 @@ of a full tmpfs is a SIGBUS.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
-import mmap
 import os
 import shutil
-import struct
 import tempfile
 import threading
 from collections.abc import Sequence
 from pickle import PickleBuffer
+
+from ._segment_maps import HANDED_OVER, HEADER, PLACE, SEGMENT_TAG, SHARED, unlink
 
 # Buffers this large and up leave the pickle for a segment. Below it the pipe is
 # faster: a segment costs files opened, a mapping and page faults on both sides.
@@ -54,19 +57,19 @@ from pickle import PickleBuffer
 # (benchmarks/bench_large.py --only crossover, fork, 2 workers): 256 KiB 900 /
 # 1,207; 512 KiB 1,451 / 1,495; 1 MiB 2,107 / 1,071; 4 MiB 2,854 / 908.
 OUT_OF_BAND_MIN_BYTES = 512 * 1024
-# The first byte of a value that carries a segment (a pickle starts with PROTO, 0x80).
-SEGMENT_TAG = 0x01
-HANDED_OVER = 1  # flag: the reader removes the file once it mapped it
-SHARED = 2  # flag: Pool.share's; mapped read-only and shared, removed by its Shared only
 # Where segments live: a tmpfs, so that a segment is memory, never disk.
 _SHM = "/dev/shm"
 _DIRECTORY_PREFIX = "minipool-"
 # Each buffer starts at a multiple of this, as numpy and SIMD code like their data.
 _ALIGNMENT = 64
-# tag, flags, path length, buffer count, then (offset, length) per buffer.
-_HEADER = struct.Struct("<BBHI")
-_PLACE = struct.Struct("<QQ")
 _names = itertools.count()
+# A caller keeps argument segments its workers let go of, to write again (see
+# SegmentDir.drop), up to this many bytes, and never more than an eighth of
+# /dev/shm (a container's is 64 MiB): writing into a file whose pages exist costs
+# less than half of writing a new one (16 MiB: 2.3 ms against 5.3 ms), and
+# bench_large.py's arguments went from 1,850 to 3,500 MB/s.
+REUSE_MAX_BYTES = 128 << 20
+REUSABLE = "free-"  # in the name of a file kept to be written again
 
 
 class SegmentDir:
@@ -84,6 +87,13 @@ class SegmentDir:
         # segment: under this lock, no file is made once the removal began.
         self._lock = threading.Lock()
         self._removed = False
+        # The caller's argument files: those a live task holds; of those, the ones the
+        # worker that read them let go of; and files to write again, (size, path).
+        self._owned: set[str] = set()
+        self._released: set[str] = set()
+        self._reusable: list[tuple[int, str]] = []
+        self._reusable_bytes = 0
+        self._reuse_max = min(REUSE_MAX_BYTES, _capacity(path) // 8)
 
     @classmethod
     def create(cls) -> SegmentDir | None:
@@ -98,7 +108,8 @@ class SegmentDir:
         return cls(path, hand_over=False, owner=True)
 
     def write(self, buffers: Sequence[PickleBuffer], *, shared: bool = False) -> bytes:
-        """Put ``buffers`` into a new segment; the header that names it (see ``open_value``).
+        """Put ``buffers`` into a new segment; the header that names it (see
+        ``_segment_maps.open_value``).
 
         ``shared``: a segment of ``Pool.share``'s, which readers map read-only and
         shared, and which only its ``Shared`` removes. Raises ``OSError`` if the
@@ -112,15 +123,20 @@ class SegmentDir:
         path = self._new_file(buffers, places)
         name = os.fsencode(path)
         flags = SHARED if shared else self._flags
-        header = _HEADER.pack(SEGMENT_TAG, flags, len(name), len(places))
-        return b"".join([header, *(_PLACE.pack(*place) for place in places), name])
+        header = HEADER.pack(SEGMENT_TAG, flags, len(name), len(places))
+        return b"".join([header, *(PLACE.pack(*place) for place in places), name])
 
     def _new_file(self, buffers: Sequence[PickleBuffer], places: list[tuple[int, int]]) -> str:
-        path = os.path.join(self.path, f"{os.getpid()}-{next(_names)}")
+        path = self._reuse(sum(places[-1]))
         with self._lock:
             if self._removed:
                 raise FileNotFoundError(f"{self.path} was removed: the pool is gone")
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+            if path is None:
+                path = self._new_path()
+                flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+            else:
+                flags = os.O_WRONLY | os.O_CLOEXEC
+            fd = os.open(path, flags, 0o600)
         try:
             for buffer, (start, _) in zip(buffers, places, strict=True):
                 _write_at(fd, buffer.raw(), start)
@@ -130,6 +146,60 @@ class SegmentDir:
         finally:
             os.close(fd)
         return path
+
+    def _new_path(self, kind: str = "") -> str:
+        """A name no process of the pool uses: its writer's pid first (remove_written_by)."""
+        return os.path.join(self.path, f"{os.getpid()}-{kind}{next(_names)}")
+
+    # ---- the caller's argument segments, written again once read ---------------------
+
+    def own(self, path: str, size: int) -> OwnedSegment:
+        """``path`` (``size`` bytes) holds a task's arguments, until the task is dropped."""
+        with self._lock:
+            self._owned.add(path)
+        return OwnedSegment(self, path, size)
+
+    def sent(self, path: str) -> None:
+        """Its task was sent to a worker: only a release from that worker counts now."""
+        with self._lock:
+            self._released.discard(path)
+
+    def released(self, paths: list[str]) -> None:
+        """The worker that read these files let go of every view of them (``UNMAPPED``)."""
+        with self._lock:
+            self._released.update(path for path in paths if path in self._owned)
+
+    def drop(self, path: str, size: int) -> None:
+        """Its task is gone. A file its worker let go of is kept to be written again;
+        any other is removed (a worker may still read it: a job kept its argument)."""
+        with self._lock:
+            self._owned.discard(path)
+            keep = path in self._released and not self._removed
+            self._released.discard(path)
+            if keep and self._reusable_bytes + size <= self._reuse_max:
+                kept = self._new_path(REUSABLE)
+                with contextlib.suppress(OSError):  # gone: nothing to keep
+                    os.rename(path, kept)
+                    self._reusable.append((size, kept))
+                    self._reusable_bytes += size
+                return
+        unlink(path)
+
+    def _reuse(self, size: int) -> str | None:
+        """A kept file of ``size`` to twice that many bytes, renamed for use; None if none."""
+        with self._lock:
+            fitting = [entry for entry in self._reusable if size <= entry[0] <= 2 * size]
+            if not fitting:
+                return None
+            entry = min(fitting)
+            self._reusable.remove(entry)
+            self._reusable_bytes -= entry[0]
+            path = self._new_path()
+            try:
+                os.rename(entry[1], path)
+            except OSError:
+                return None
+            return path
 
     def remove_written_by(self, pid: int) -> None:
         """Remove the segments that process ``pid`` wrote and nobody took (it died)."""
@@ -152,6 +222,15 @@ class SegmentDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _capacity(path: str) -> int:
+    """The size of the file system ``path`` is on (0 if it cannot be known)."""
+    try:
+        facts = os.statvfs(path)
+    except OSError:
+        return 0
+    return facts.f_frsize * facts.f_blocks
+
+
 def _write_at(fd: int, data: memoryview, offset: int) -> None:
     while data:
         written = os.pwrite(fd, data, offset)
@@ -159,129 +238,24 @@ def _write_at(fd: int, data: memoryview, offset: int) -> None:
 
 
 class OwnedSegment:
-    """A segment of the caller's arguments, held by its task: removed once the task is
-    dropped (in the caller's process only: a forked child drops copies of tasks too)."""
+    """A segment of the caller's arguments, held by its task: dropped with it (see
+    ``SegmentDir.drop``; in the caller's process only: a forked child drops copies of
+    tasks too)."""
 
-    __slots__ = ("_pid", "path")
+    __slots__ = ("_directory", "_pid", "path", "size")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, directory: SegmentDir, path: str, size: int) -> None:
+        self._directory = directory
         self.path = path
+        self.size = size
         self._pid = os.getpid()
+
+    def sent(self) -> None:
+        self._directory.sent(self.path)
 
     def __del__(self) -> None:
         if os.getpid() == self._pid:
-            unlink(self.path)
-
-
-def unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def segment_path(blob: bytes | memoryview) -> str | None:
-    """The file a value's header names, or None for a plain pickle."""
-    if not blob or blob[0] != SEGMENT_TAG:
-        return None
-    return _read_header(memoryview(blob))[1]
-
-
-def open_value(blob: bytes | memoryview) -> tuple[memoryview, list[memoryview]]:
-    """The pickle of a value and the buffers it was sent with (views of its segment).
-
-    Raises ``OSError`` if the segment is gone (its pool was shut down).
-    """
-    view = memoryview(blob)
-    flags, path, places, end = _read_header(view)
-    return view[end:], _open(path, places, flags)
-
-
-def open_shared(header: bytes) -> list[memoryview]:
-    """The buffers of a ``Pool.share`` segment: read-only views of one shared mapping.
-
-    Raises ``FileNotFoundError`` once its ``Shared`` was released.
-    """
-    flags, path, places, _ = _read_header(memoryview(header))
-    return _open(path, places, flags)
-
-
-def _read_header(view: memoryview) -> tuple[int, str, list[tuple[int, int]], int]:
-    """The flags, the file and the buffers' places a header gives, and where it ends."""
-    _, flags, name_size, count = _HEADER.unpack_from(view)
-    places = [_PLACE.unpack_from(view, _HEADER.size + n * _PLACE.size) for n in range(count)]
-    start = _HEADER.size + count * _PLACE.size
-    path = os.fsdecode(bytes(view[start : start + name_size]))
-    return flags, path, places, start + name_size
-
-
-def _open(path: str, places: list[tuple[int, int]], flags: int) -> list[memoryview]:
-    segment = _map(path, sum(places[-1]), flags)
-    return [segment[offset : offset + length] for offset, length in places]
-
-
-def _map(path: str, size: int, flags: int) -> memoryview:
-    """The file mapped: private and writable (copy on write), or, for a shared segment,
-    shared and read-only. Not faulted in at once (MAP_POPULATE): a job that reads a
-    slice would pay for the whole array in every worker (bench_large's "shared": 171 ms
-    against 113 ms without)."""
-    shared = flags & SHARED
-    mode = (mmap.MAP_SHARED, mmap.PROT_READ) if shared else _PRIVATE
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        address = _libc.mmap(None, size, mode[1], mode[0], fd, 0)
-    finally:
-        os.close(fd)
-    if address == _MAP_FAILED:
-        error = ctypes.get_errno()
-        raise OSError(error, f"cannot map {path}: {os.strerror(error)}")
-    if flags & HANDED_OVER:
-        unlink(path)
-    memory = _Memory.from_address(address)
-    memory.mapping = _Mapping(address, size)  # unmapped with the last view of it
-    view = memoryview(memory).cast("B")[:size]
-    return view.toreadonly() if shared else view
-
-
-# The mapping is made with libc's mmap, not Python's: an mmap.mmap keeps a file
-# descriptor open for as long as it lives (until Python 3.13's trackfd=False),
-# and a caller that keeps a thousand results would run out of descriptors.
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FAILED = ctypes.c_void_p(-1).value
-_PRIVATE = (mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
-
-
-class _Memory(ctypes.c_ubyte * (1 << 46)):  # type: ignore[misc]
-    """A segment's mapped memory, as a buffer that views can hold.
-
-    One array type for every mapping, longer than any: views are cut to the
-    mapping's size before anyone sees them (a type per size would be kept
-    forever). ctypes is untyped here: ``c_ubyte * n`` is a type made at run time.
-    """
-
-    mapping: _Mapping
-
-
-class _Mapping:
-    """Unmaps a segment's mapping when dropped: the ``_Memory`` over it holds this, and
-    every view of the memory holds that."""
-
-    __slots__ = ("address", "size")
-
-    def __init__(self, address: int, size: int) -> None:
-        self.address = address
-        self.size = size
-
-    def __del__(self) -> None:
-        _libc.munmap(self.address, self.size)
+            self._directory.drop(self.path, self.size)
 
 
 def remove_abandoned() -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 from ._pickling import dumps_out_of_band
-from ._segments import SegmentDir, open_shared, segment_path, unlink
+from ._segment_maps import open_shared, segment_path, unlink
+from ._segments import SegmentDir
 
 T = TypeVar("T")
 

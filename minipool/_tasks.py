@@ -23,7 +23,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._messages import TRACKED, Chunk, chunk_header
 from ._pickling import dumps_value
-from ._segments import OwnedSegment, SegmentDir, segment_path
+from ._segment_maps import segment_of
+from ._segments import OwnedSegment, SegmentDir
 
 T = TypeVar("T")
 _futures_log = logging.getLogger("concurrent.futures")  # where Future logs failing callbacks
@@ -365,14 +366,19 @@ class Task:
             # Arguments travel as the function does: by value when only cloudpickle can.
             chunk = Chunk(self.fn, self.items, self.star, self.kwargs, self.tracking, self.attempts)
             payload = dumps_value(tuple(chunk), self.segments)
-            path = segment_path(payload)
-            if path is not None:
-                self._segment = OwnedSegment(path)
+            segment = segment_of(payload)
+            if segment is not None and self.segments is not None:
+                self._segment = self.segments.own(*segment)
             header = chunk_header(
                 self.first_job_id, self.size, self.timeout is not None, len(payload)
             )
             self._frame = (header, payload)
         return self._frame
+
+    def mark_sent(self) -> None:
+        """Its frame goes to a worker now (see ``_segments.SegmentDir.sent``)."""
+        if self._segment is not None:
+            self._segment.sent()
 
     def pieces(self, size: int) -> list[Task]:
         """This task cut into tasks of at most ``size`` jobs (itself if it fits)."""

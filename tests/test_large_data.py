@@ -32,16 +32,29 @@ from helpers import (
 from large_jobs import LARGE, ramp
 
 import minipool
+from minipool._segments import REUSABLE, REUSE_MAX_BYTES
 
 MakePool = Callable[..., minipool.Pool]
 TESTS = Path(__file__).parent
 
 
 def _segments_of(pool: minipool.Pool) -> list[str]:
-    """The segment files in ``pool``'s directory now."""
+    """The segment files in ``pool``'s directory now that hold values: not those the
+    caller keeps to write arguments into again (``_segments.REUSABLE``), which hold no
+    more than ``REUSE_MAX_BYTES``."""
     directory = pool._backend.segments
     assert directory is not None
-    return os.listdir(directory.path)
+    names = os.listdir(directory.path)
+    kept = [os.path.join(directory.path, name) for name in names if REUSABLE in name]
+    assert sum(os.stat(path).st_size for path in kept) <= REUSE_MAX_BYTES
+    return [name for name in names if REUSABLE not in name]
+
+
+def _kept_files(pool: minipool.Pool) -> set[int]:
+    """The inodes of the files the caller keeps to write arguments into again."""
+    directory = pool._backend.segments
+    assert directory is not None
+    return {entry.inode() for entry in os.scandir(directory.path) if REUSABLE in entry.name}
 
 
 def test_a_large_result_arrives_in_place(make_pool: MakePool, start_method: str) -> None:
@@ -374,3 +387,32 @@ def test_memoryviews_travel_both_ways(make_pool: MakePool, size: int) -> None:
         float(ramp(size).sum()),
         "d",
     )
+
+
+def test_argument_segments_are_written_again_once_their_worker_let_go(
+    make_pool: MakePool,
+) -> None:
+    """A map over arrays of one size: the caller keeps the segments its jobs are done
+    with and writes the next arguments into them (the same files, by inode), and every
+    job still reads its own argument."""
+    pool = make_pool()
+    arrays = [ramp(LARGE, n) for n in range(12)]
+    expected = [(float(array.sum()), True, True) for array in arrays]
+    assert list(pool.map(large_jobs.describe, arrays, chunksize=1)) == expected
+    assert wait_for(lambda: _kept_files(pool), 10)
+    kept = _kept_files(pool)
+    assert list(pool.map(large_jobs.describe, arrays[::-1], chunksize=1)) == expected[::-1]
+    assert wait_for(lambda: _kept_files(pool) & kept, 10)  # some written a second time
+    assert _segments_of(pool) == []
+
+
+def test_an_argument_a_job_keeps_is_never_written_over(make_pool: MakePool) -> None:
+    """A job that keeps its argument (in a global of the worker): its segment is not
+    reused, and what the job kept stays as it was while later arguments are written."""
+    pool = make_pool(1)
+    assert pool.submit(large_jobs.keep, ramp(LARGE, 5.0)).result(timeout=30) == 1
+    later = [ramp(LARGE, -n) for n in range(8)]
+    assert [result[0] for result in pool.map(large_jobs.describe, later, chunksize=1)] == [
+        float(array.sum()) for array in later
+    ]
+    assert pool.submit(large_jobs.kept_sums).result(timeout=30) == [float(ramp(LARGE, 5.0).sum())]

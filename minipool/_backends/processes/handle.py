@@ -210,6 +210,7 @@ class WorkerHandle:
     def send(self, held: Held) -> None:
         task = held.task
         header, payload = task.frame()
+        task.mark_sent()
         self.outbox.add_frame(header, payload)
         self.tasks_sent = held.number
         self.held.append(held)

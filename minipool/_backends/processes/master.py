@@ -80,6 +80,7 @@ from ..._messages import (
     READY,
     RECYCLING,
     RELEASE,
+    UNMAPPED,
     Outcome,
     generation_of,
 )
@@ -331,6 +332,8 @@ class Master(BackendBase):
                 worker.leaving()
             elif kind == EXITING:
                 worker.exiting()
+            elif kind == UNMAPPED and self.segments is not None:
+                self.segments.released([os.fsdecode(path) for path in bytes(payload).split(b"\0")])
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         outcome = Outcome.decode(payload)

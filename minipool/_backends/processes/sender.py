@@ -38,7 +38,8 @@ from typing import Any
 
 from ..._execute import Results
 from ..._log_shipping import LOG_FLUSH_SECONDS
-from ..._messages import LOGS, OUTCOME, Outbox, encode_event
+from ..._messages import LOGS, OUTCOME, UNMAPPED, Outbox, encode_event
+from ..._segment_maps import take_unmapped
 from .log_spill import LogSpill
 
 # Upper bound on how long a finished outcome waits for company while the
@@ -91,6 +92,11 @@ class Sender:
     def ended(self, results: Results) -> None:
         with self._lock:
             self._results = None
+            # Before the final outcome: once the master has that, it drops the task,
+            # and reuses the task's argument segment only if it knows it let go.
+            unmapped = take_unmapped()
+            if unmapped:
+                self._outbox.add(UNMAPPED, b"\0".join(map(os.fsencode, unmapped)))
             for outcome in results.take(final=True):
                 self._outbox.add_parts(OUTCOME, outcome.encode())
 
