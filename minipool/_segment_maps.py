@@ -14,6 +14,7 @@ import ctypes
 import mmap
 import os
 import struct
+import weakref
 
 # The first byte of a value that carries a segment (a pickle starts with PROTO, 0x80).
 SEGMENT_TAG = 0x01
@@ -107,6 +108,8 @@ def _map(path: str, size: int, flags: int) -> memoryview:
     # Unmapped with the last view of it; an argument segment is then reported.
     reported = None if flags & (HANDED_OVER | SHARED) else path
     memory.mapping = _Mapping(address, size, reported)
+    if reported is not None:
+        _reporting.add(memory.mapping)
     view = memoryview(memory).cast("B")[:size]
     return view.toreadonly() if shared else view
 
@@ -144,7 +147,7 @@ class _Mapping:
     """Unmaps a segment's mapping when dropped: the ``_Memory`` over it holds this, and
     every view of the memory holds that."""
 
-    __slots__ = ("address", "report", "size")
+    __slots__ = ("__weakref__", "address", "report", "size")
 
     def __init__(self, address: int, size: int, report: str | None) -> None:
         self.address = address
@@ -155,3 +158,19 @@ class _Mapping:
         _libc.munmap(self.address, self.size)
         if self.report is not None:
             _unmapped.append(self.report)
+
+
+# The mappings that will report when unmapped. A fork copies every mapping into
+# the child (a job's own child process, a fork-started pool's worker), which may
+# read it long after this process let go: a segment mapped at a fork must never
+# be written again, so a fork turns every report off, in parent and child alike.
+_reporting: weakref.WeakSet[_Mapping] = weakref.WeakSet()
+
+
+def _no_reports_after_fork() -> None:
+    for mapping in list(_reporting):
+        mapping.report = None
+    _reporting.clear()
+
+
+os.register_at_fork(before=_no_reports_after_fork)

@@ -416,3 +416,22 @@ def test_an_argument_a_job_keeps_is_never_written_over(make_pool: MakePool) -> N
         float(array.sum()) for array in later
     ]
     assert pool.submit(large_jobs.kept_sums).result(timeout=30) == [float(ramp(LARGE, 5.0).sum())]
+
+
+def test_an_argument_a_forked_child_holds_is_never_written_over(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """A job forks a child that outlives it, holding its argument: that argument's
+    segment is never written again, and the child reads it as it was."""
+    pool = make_pool(1)
+    release, report = tmp_path / "release", tmp_path / "report"
+    child = pool.submit(large_jobs.fork_keeping, ramp(LARGE, 5.0), str(release), str(report))
+    child_pid = child.result(timeout=30)
+    later = [ramp(LARGE, -n) for n in range(8)]
+    assert [result[0] for result in pool.map(large_jobs.describe, later, chunksize=1)] == [
+        float(array.sum()) for array in later
+    ]
+    release.touch()
+    wait_for_path(report, 30)
+    assert float(report.read_text()) == float(ramp(LARGE, 5.0).sum())
+    assert wait_for(lambda: gone(child_pid), 30)
