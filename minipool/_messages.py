@@ -34,6 +34,7 @@ TIMED = 1  # flag: the chunk has a task_timeout; the worker stamps each job's st
 CHUNK = 1
 STOP = 2  # finish what was sent before this frame, tear down, exit
 RELEASE = 3  # a Shared was released: drop its object (the payload: its segment's path)
+RETURN = 4  # results the caller let go of: write them again (paths; see join_paths)
 # Worker -> master.
 OUTCOME = 11
 READY = 12  # init finished; jobs may now fail only on their own account
@@ -41,7 +42,7 @@ INIT_FAILED = 13
 RECYCLING = 14  # past max_worker_memory: exiting; the tasks it did not claim never ran
 LOGS = 15  # log events (see log_spill)
 EXITING = 16  # torn down: the process only exits from here (the master bounds how long)
-UNMAPPED = 17  # argument segments its jobs let go of (paths, NUL-separated; see _segments)
+UNMAPPED = 17  # argument segments its jobs let go of (paths; see join_paths)
 
 
 # How a worker runs the jobs of a chunk (``Chunk.tracking``):
@@ -298,6 +299,15 @@ class Outbox:
             if written:
                 buffers[0] = memoryview(buffers[0])[written:]
         return True
+
+
+def join_paths(paths: list[str]) -> bytes:
+    """The payload of a ``RETURN`` or ``UNMAPPED`` frame: segment paths (see _segments)."""
+    return b"\0".join(map(os.fsencode, paths))
+
+
+def split_paths(payload: bytes | memoryview) -> list[str]:
+    return [os.fsdecode(path) for path in bytes(payload).split(b"\0")]
 
 
 # ---- the LOGS payload: events as the caller decodes them ---------------------------

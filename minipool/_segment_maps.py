@@ -18,21 +18,30 @@ import weakref
 
 # The first byte of a value that carries a segment (a pickle starts with PROTO, 0x80).
 SEGMENT_TAG = 0x01
-HANDED_OVER = 1  # flag: the reader removes the file once it mapped it
 SHARED = 2  # flag: Pool.share's; mapped read-only and shared, removed by its Shared only
 # tag, flags, path length, buffer count, then (offset, length) per buffer.
 HEADER = struct.Struct("<BBHI")
 PLACE = struct.Struct("<QQ")
-# Argument segments whose mapping was unmapped in this process (a worker's jobs let
-# go of them), for the worker to tell the master (see Sender.ended); any thread adds.
-_unmapped: list[str] = []
+# Segments whose mapping was unmapped in this process, by pool directory, for
+# their writer (see take_unmapped); any thread adds.
+_unmapped: dict[str, list[str]] = {}
 
 
-def take_unmapped() -> list[str]:
-    """The argument segments unmapped in this process since the last call."""
-    taken = _unmapped[:]
-    del _unmapped[: len(taken)]  # what another thread appended meanwhile stays
+def take_unmapped(directory: str) -> list[str]:
+    """The segments of ``directory`` unmapped in this process since the last call: a
+    worker's arguments, which it reports to the master (``UNMAPPED``), or the caller's
+    results, which the master gives back to their worker (``RETURN``)."""
+    found = _unmapped.get(directory)
+    if not found:
+        return []
+    taken = found[:]
+    del found[: len(taken)]  # what another thread appended meanwhile stays
     return taken
+
+
+def writer_pid(path: str) -> int:
+    """The process that wrote a segment (its name starts with the writer's pid)."""
+    return int(os.path.basename(path).split("-", 1)[0])
 
 
 def unlink(path: str) -> None:
@@ -102,11 +111,10 @@ def _map(path: str, size: int, flags: int) -> memoryview:
     if address == _MAP_FAILED:
         error = ctypes.get_errno()
         raise OSError(error, f"cannot map {path}: {os.strerror(error)}")
-    if flags & HANDED_OVER:
-        unlink(path)
     memory = _Memory.from_address(address)
-    # Unmapped with the last view of it; an argument segment is then reported.
-    reported = None if flags & (HANDED_OVER | SHARED) else path
+    # Unmapped with the last view of it, and then reported to its writer, which
+    # writes it again (a shared segment is its Shared's alone).
+    reported = None if shared else path
     memory.mapping = _Mapping(address, size, reported)
     if reported is not None:
         _reporting.add(memory.mapping)
@@ -157,7 +165,7 @@ class _Mapping:
     def __del__(self) -> None:
         _libc.munmap(self.address, self.size)
         if self.report is not None:
-            _unmapped.append(self.report)
+            _unmapped.setdefault(os.path.dirname(self.report), []).append(self.report)
 
 
 # The mappings that will report when unmapped. A fork copies every mapping into

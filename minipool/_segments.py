@@ -17,8 +17,9 @@ comes back read-only (pickle marks it).
 
 Who removes a segment's file:
 
-- A result (a worker's file): the master, once it mapped it (``HANDED_OVER``).
-  The mapping keeps the memory until the last view of it is dropped.
+- A result (a worker's file): its worker. When the caller has dropped every
+  view of it, the master gives it back (``RETURN``), and the worker writes a
+  later result into it; if the worker is gone first, the master removes it.
 - A chunk's arguments (the caller's file): the ``Task`` that made them, when
   it is dropped; until then a dead worker's tasks can be sent again, and
   every worker that runs them maps the same file. If the worker that ran it
@@ -49,7 +50,7 @@ import threading
 from collections.abc import Sequence
 from pickle import PickleBuffer
 
-from ._segment_maps import HANDED_OVER, HEADER, PLACE, SEGMENT_TAG, SHARED, unlink
+from ._segment_maps import HEADER, PLACE, SEGMENT_TAG, SHARED, unlink
 
 # Buffers this large and up leave the pickle for a segment. Below it the pipe is
 # faster: a segment costs files opened, a mapping and page faults on both sides.
@@ -75,13 +76,12 @@ REUSABLE = "free-"  # in the name of a file kept to be written again
 class SegmentDir:
     """A pool's directory of segments, as one process of the pool writes into it.
 
-    ``hand_over``: whether the segments this process writes are the reader's
-    to remove (a worker's results) or the writer's (the caller's arguments).
+    The caller's (``owner``) writes arguments and removes the directory; a
+    worker's writes results.
     """
 
-    def __init__(self, path: str, *, hand_over: bool, owner: bool = False) -> None:
+    def __init__(self, path: str, *, owner: bool = False) -> None:
         self.path = path
-        self._flags = HANDED_OVER if hand_over else 0
         self._owner_pid = os.getpid() if owner else None
         # A worker's lifeline may remove the directory while a job writes a
         # segment: under this lock, no file is made once the removal began.
@@ -105,7 +105,7 @@ class SegmentDir:
             path = tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-", dir=_SHM)
         except OSError:  # full, or read-only after all: every value goes through the pipe
             return None
-        return cls(path, hand_over=False, owner=True)
+        return cls(path, owner=True)
 
     def write(self, buffers: Sequence[PickleBuffer], *, shared: bool = False) -> bytes:
         """Put ``buffers`` into a new segment; the header that names it (see
@@ -122,7 +122,7 @@ class SegmentDir:
             places.append((start, end - start))
         path = self._new_file(buffers, places)
         name = os.fsencode(path)
-        flags = SHARED if shared else self._flags
+        flags = SHARED if shared else 0
         header = HEADER.pack(SEGMENT_TAG, flags, len(name), len(places))
         return b"".join([header, *(PLACE.pack(*place) for place in places), name])
 
@@ -174,9 +174,27 @@ class SegmentDir:
         any other is removed (a worker may still read it: a job kept its argument)."""
         with self._lock:
             self._owned.discard(path)
-            keep = path in self._released and not self._removed
+            released = path in self._released
             self._released.discard(path)
-            if keep and self._reusable_bytes + size <= self._reuse_max:
+        if released:
+            self._keep(path, size)
+        else:
+            unlink(path)
+
+    def returned(self, paths: list[str]) -> None:
+        """In a worker: the caller let go of every view of these results (``RETURN``)."""
+        for path in paths:
+            try:
+                size = os.stat(path).st_size
+            except OSError:  # removed meanwhile
+                continue
+            self._keep(path, size)
+
+    def _keep(self, path: str, size: int) -> None:
+        """Keep a file nobody reads any more, to write into again; or remove it, past the
+        bound on what is kept."""
+        with self._lock:
+            if not self._removed and self._reusable_bytes + size <= self._reuse_max:
                 kept = self._new_path(REUSABLE)
                 with contextlib.suppress(OSError):  # gone: nothing to keep
                     os.rename(path, kept)

@@ -42,13 +42,26 @@ def wait_for_path(path: str | os.PathLike[str], timeout: float) -> None:
 def in_pool_segment(buffer: Any) -> bool:
     """Whether ``buffer``'s memory (a numpy array's, say) is a mapping of a pool's shared
     memory segment, as /proc/self/maps shows it: read where it lies, not copied."""
+    mapping = _mapping_of(buffer)
+    return mapping is not None and len(mapping) == 6 and mapping[5].startswith(f"{SHM}/minipool-")
+
+
+def segment_inode(buffer: Any) -> int:
+    """The inode of the file ``buffer``'s memory is a mapping of (see in_pool_segment)."""
+    mapping = _mapping_of(buffer)
+    assert mapping is not None and in_pool_segment(buffer)
+    return int(mapping[4])
+
+
+def _mapping_of(buffer: Any) -> list[str] | None:
+    """The /proc/self/maps line (its fields) of the mapping ``buffer``'s memory lies in."""
     address = buffer.__array_interface__["data"][0]
     for line in Path("/proc/self/maps").read_text().splitlines():
         fields = line.split(maxsplit=5)
         start, end = (int(part, 16) for part in fields[0].split("-"))
         if start <= address < end:
-            return len(fields) == 6 and fields[5].startswith(f"{SHM}/minipool-")
-    return False
+            return fields
+    return None
 
 
 # Where pools keep their shared memory segments (see minipool._segments).

@@ -80,12 +80,16 @@ from ..._messages import (
     READY,
     RECYCLING,
     RELEASE,
+    RETURN,
     UNMAPPED,
     Outcome,
     generation_of,
+    join_paths,
+    split_paths,
 )
 from ..._options import PoolOptions
 from ..._scheduling import TARGET_CHUNK_SECONDS
+from ..._segment_maps import take_unmapped, unlink, writer_pid
 from ..._segments import SegmentDir
 from ..._sharing import Shared, share
 from ..._tasks import Task
@@ -260,6 +264,7 @@ class Master(BackendBase):
             if self._closing and not self._work_left():
                 self._retire_all()
         self._send_releases()
+        self._return_results()
         for worker in self._workers:
             if worker is not None and worker.outbox:
                 self._flush(worker)
@@ -274,6 +279,22 @@ class Master(BackendBase):
             if worker is not None:
                 for path in released:
                     worker.outbox.add(RELEASE, os.fsencode(path))
+
+    def _return_results(self) -> None:
+        """Give back to their workers the result segments the caller let go of."""
+        unmapped = take_unmapped(self.segments.path) if self.segments is not None else []
+        if not unmapped:
+            return
+        workers = {worker.pid: worker for worker in self._workers if worker is not None}
+        back: dict[WorkerHandle, list[str]] = {}
+        for path in unmapped:
+            worker = workers.get(writer_pid(path))
+            if worker is None:
+                unlink(path)  # its worker is gone
+            else:
+                back.setdefault(worker, []).append(path)
+        for worker, paths in back.items():
+            worker.outbox.add(RETURN, join_paths(paths))
 
     def _cancel_unstarted(self, reason: str) -> None:
         """Cancel every job no worker has started: those queued, and those taken back."""
@@ -333,7 +354,7 @@ class Master(BackendBase):
             elif kind == EXITING:
                 worker.exiting()
             elif kind == UNMAPPED and self.segments is not None:
-                self.segments.released([os.fsdecode(path) for path in bytes(payload).split(b"\0")])
+                self.segments.released(split_paths(payload))
 
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         outcome = Outcome.decode(payload)

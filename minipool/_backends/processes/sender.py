@@ -38,7 +38,7 @@ from typing import Any
 
 from ..._execute import Results
 from ..._log_shipping import LOG_FLUSH_SECONDS
-from ..._messages import LOGS, OUTCOME, UNMAPPED, Outbox, encode_event
+from ..._messages import LOGS, OUTCOME, UNMAPPED, Outbox, encode_event, join_paths
 from ..._segment_maps import take_unmapped
 from .log_spill import LogSpill
 
@@ -53,9 +53,16 @@ HOLD_SECONDS = 0.02
 
 
 class Sender:
-    def __init__(self, spill: LogSpill, results_fd: int, job_id: Callable[[], int | None]):
+    def __init__(
+        self,
+        spill: LogSpill,
+        results_fd: int,
+        job_id: Callable[[], int | None],
+        segments: str | None = None,
+    ) -> None:
         spill.start()
         self._spill = spill
+        self._segments = segments  # the pool's segment directory (see ended)
         self._fd = results_fd
         self._outbox = Outbox(results_fd)
         self._job_id = job_id
@@ -94,9 +101,9 @@ class Sender:
             self._results = None
             # Before the final outcome: once the master has that, it drops the task,
             # and reuses the task's argument segment only if it knows it let go.
-            unmapped = take_unmapped()
+            unmapped = take_unmapped(self._segments) if self._segments is not None else []
             if unmapped:
-                self._outbox.add(UNMAPPED, b"\0".join(map(os.fsencode, unmapped)))
+                self._outbox.add(UNMAPPED, join_paths(unmapped))
             for outcome in results.take(final=True):
                 self._outbox.add_parts(OUTCOME, outcome.encode())
 

@@ -42,8 +42,10 @@ from ..._messages import (
     READY,
     RECYCLING,
     RELEASE,
+    RETURN,
     TIMED,
     FrameReader,
+    split_paths,
 )
 from ..._pickling import PROTOCOL, FunctionCache, dumps, error_info
 from ..._segments import SegmentDir
@@ -87,9 +89,9 @@ def main(config: WorkerConfig, jobs: Any, results: Any) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     context = _context.WorkerContext(config.worker_id, config.shared, config.gate)
     if config.segments is not None:
-        context.segments = SegmentDir(config.segments, hand_over=True)
+        context.segments = SegmentDir(config.segments)
     _context.install(context)
-    sender = Sender(config.log_spill, results.fileno(), context.job_id)
+    sender = Sender(config.log_spill, results.fileno(), context.job_id, config.segments)
     os.register_at_fork(after_in_child=partial(_forked_by_a_job, context, sender))
     _start_lifeline(jobs.fileno(), sender, context.segments)
     context.logger = install_logging(config.log_levels, sender.ship)
@@ -211,6 +213,9 @@ def _serve(
             kind, frame = frames.popleft()
             if kind == RELEASE:
                 forget(os.fsdecode(bytes(frame)))
+                continue
+            if kind == RETURN and context.segments is not None:
+                context.segments.returned(split_paths(frame))
                 continue
             if kind != CHUNK or context.shared.stop_requested:
                 return
