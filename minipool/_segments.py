@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -64,6 +65,10 @@ _DIRECTORY_PREFIX = "minipool-"
 # Each buffer starts at a multiple of this, as numpy and SIMD code like their data.
 _ALIGNMENT = 64
 _names = itertools.count()
+# Per process, a few random bytes after its pid in each name it writes: a later
+# process with the same pid (pids are reused) never takes an earlier one's files
+# for its own (see returned).
+_writer: tuple[int, str] = (0, "")
 # A caller keeps argument segments its workers let go of, to write again (see
 # SegmentDir.drop), up to this many bytes, and never more than an eighth of
 # /dev/shm (a container's is 64 MiB): writing into a file whose pages exist costs
@@ -149,7 +154,7 @@ class SegmentDir:
 
     def _new_path(self, kind: str = "") -> str:
         """A name no process of the pool uses: its writer's pid first (remove_written_by)."""
-        return os.path.join(self.path, f"{os.getpid()}-{kind}{next(_names)}")
+        return os.path.join(self.path, f"{writer_prefix()}{kind}{next(_names)}")
 
     # ---- the caller's argument segments, written again once read ---------------------
 
@@ -182,8 +187,12 @@ class SegmentDir:
             unlink(path)
 
     def returned(self, paths: list[str]) -> None:
-        """In a worker: the caller let go of every view of these results (``RETURN``)."""
+        """In a worker: the caller let go of every view of these results (``RETURN``).
+        Only this process's own: an earlier one with its pid had its files removed."""
+        own = writer_prefix()
         for path in paths:
+            if not os.path.basename(path).startswith(own):
+                continue
             try:
                 size = os.stat(path).st_size
             except OSError:  # removed meanwhile
@@ -238,6 +247,15 @@ class SegmentDir:
         with self._lock:
             self._removed = True
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def writer_prefix() -> str:
+    """How the names of the segments this process writes begin: ``PID-TOKEN-``."""
+    global _writer
+    pid = os.getpid()
+    if _writer[0] != pid:  # first use, or a forked child
+        _writer = (pid, f"{pid}-{secrets.token_hex(4)}-")
+    return _writer[1]
 
 
 def _capacity(path: str) -> int:

@@ -509,3 +509,23 @@ def test_a_result_a_forked_child_holds_is_never_written_over(
     finally:
         release.touch()
         os.waitpid(pid, 0)
+
+
+def test_a_worker_takes_back_only_segments_it_wrote_itself() -> None:
+    """A segment named for this pid but written by an earlier process with the same pid
+    (pids are reused) is not taken as this process's own to write again."""
+    from minipool._segments import SegmentDir, writer_prefix
+
+    directory = SegmentDir.create()
+    assert directory is not None
+    try:
+        earlier = os.path.join(directory.path, f"{os.getpid()}-0000-7")
+        mine = os.path.join(directory.path, f"{writer_prefix()}7")
+        for path in (earlier, mine):
+            Path(path).write_bytes(b"x" * 64)
+        directory.returned([earlier, mine])
+        names = os.listdir(directory.path)
+        assert os.path.basename(earlier) in names  # left alone
+        assert os.path.basename(mine) not in names and any(REUSABLE in n for n in names)
+    finally:
+        directory.remove()

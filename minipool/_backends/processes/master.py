@@ -11,10 +11,17 @@
                                          │  worker.sentinel   ◄─ process exit    its lifeline
                                          │  worker.jobs_fd ──► jobs pipe ──►     (Outcome, READY,
                                          │   (only while a write is pending)     INIT_FAILED,
-                                         │                                       RECYCLING, LOGS;
-                                         │                                       reads Chunk, STOP)
+                                         │                                       RECYCLING, LOGS,
+                                         │                                       UNMAPPED; reads
+                                         │                                       Chunk, STOP,
+                                         │                                       RELEASE, RETURN)
                                          └─ then _advance(): _dispatch.dispatch,
-                                            _dispatch.rebalance (take back, send again)
+                                            _dispatch.rebalance (take back, send again),
+                                            _send_releases, _return_results
+  large buffers: Task.frame ──► segments (files in /dev/shm) ──► mapped by the worker;
+                 worker results ──► segments ──► mapped by _ledger; a segment let go of
+                 (UNMAPPED, or the caller's last view gone: RETURN) is written again
+  Pool.share ──► _sharing.share ──► one shared segment; RELEASE when released
   Future.cancel() ──► worker.gate (claim or revoke, under its lock) ◄── claims each task
   Future.running() ◄─ worker.gate.claimed ◄──────────────────────────── before it starts it
   Future / map chunk ◄── Receiver.deliver ◄── _ledger (retries, stats) ◄── Outcome frames
@@ -49,6 +56,11 @@ that one gets ``WorkerCrashed`` (``TaskTimeout`` if the master killed it for
 overrunning) or runs again under ``retries``, and every other job it held
 without an outcome runs again. A worker whose jobs pipe reports a hang-up
 knows the caller's process is gone, and exits.
+
+Large buffers do not cross the pipes (see ``_segments``): the sender writes
+them into a file of the pool's directory, ``segments``, and the frame names
+it. The master removes a dead worker's files and the directory at shutdown,
+and passes segments back to their writer once their reader let go of them.
 
 What jobs log travels the same results pipe, in ``LOGS`` frames written just
 before the outcomes they precede, and the master delivers them first: a
@@ -384,7 +396,7 @@ class Master(BackendBase):
             self._blocked_writers.discard(worker.jobs_fd)
             self._selector.unregister(worker.jobs_fd)
         exitcode = worker.reap()
-        if self.segments is not None:  # results it wrote that no outcome of its named
+        if self.segments is not None:  # its files: results (the caller's mappings stay)
             self.segments.remove_written_by(worker.pid)
         self._workers[worker.slot] = None
         if worker.died_in_init and self._broken is None:
