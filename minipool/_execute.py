@@ -169,9 +169,9 @@ def execute(
         results.fail_all(_unreadable_chunk(error))
     else:
         run_chunk(chunk, fn, context, results, progress, timed)
-        del (
-            chunk
-        )  # its arguments: unmapped now, and reported with the outcome (if no job kept them)
+        # Its arguments go now, and so do their segments' mappings (unless a job kept
+        # them): reported with the outcome, the segments can be written again.
+        del chunk
     context.cells.jobs[RUNNING_CELL] = IDLE
     progress.ended(results)
 
