@@ -201,7 +201,8 @@ class Pool(Executor):
         numpy arrays (and any buffer pickle passes out of band) arrive as read-only
         views of the same pages in every worker, copied nowhere; the rest of ``obj`` is
         unpickled once per worker and kept. ``shared.release()`` frees it; shutdown frees
-        every one. On a Dask cluster, or where there is no /dev/shm, each job gets a copy.
+        every one. On a Dask cluster it is scattered to every worker (each job gets its
+        worker's copy); where there is no /dev/shm, each job gets a copy of its own.
         """
         if self._backend.closing:
             raise RuntimeError(

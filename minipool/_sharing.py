@@ -9,8 +9,11 @@ numpy array arrives as a read-only view of them, copied nowhere), and
 unpickles the rest once; later jobs of that worker get the same object from
 its cache, until ``release()`` tells the workers to drop it.
 
-Where workers cannot map the caller's memory (a Dask cluster, a system with
-no ``/dev/shm``), a ``Shared`` pickles as its value: jobs get a copy each.
+On a Dask cluster, ``share`` scatters the object to every worker
+(``broadcast=True``), and a ``Shared`` pickles as the key of its data there:
+each job gets the worker's copy, or fetches it from a peer if its worker
+joined later. Where there is no ``/dev/shm``, a ``Shared`` pickles as its
+value: jobs get a copy each.
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ class Shared(Generic[T]):
     and the pool frees every one at shutdown.
     """
 
-    __slots__ = ("_by_value", "_header", "_lock", "_on_release", "_released")
+    __slots__ = ("_by_value", "_cluster", "_header", "_lock", "_on_release", "_released")
 
     def __init__(
         self,
         header: bytes | None,
         on_release: Callable[[str], None] | None = None,
         by_value: Any = None,
+        cluster: Any = None,
     ) -> None:
-        self._header = header  # None: pickled by value (see the module's docstring)
+        self._header = header  # None: on a cluster, or by value (see the module docstring)
         self._by_value = by_value
+        self._cluster = cluster  # the Dask future of its scattered data
         self._on_release = on_release
         self._released = False
         self._lock = threading.Lock()
@@ -69,6 +74,9 @@ class Shared(Generic[T]):
             if self._released:
                 return
             self._released = True
+        if self._cluster is not None:
+            self._cluster.release()  # the cluster drops its copies once nothing holds them
+            self._cluster = None
         path = None if self._header is None else segment_path(self._header)
         if path is not None:
             unlink(path)
@@ -82,6 +90,8 @@ class Shared(Generic[T]):
                 "this Shared was released: it cannot be sent to a job any more (release a "
                 "Shared only once the jobs that use it are done)"
             )
+        if self._cluster is not None:
+            return (from_cluster, (self._cluster.key,))
         if self._header is None:
             return (_identity, (self._by_value,))
         return (attach, (self._header,))
@@ -98,6 +108,25 @@ def share(value: T, segments: SegmentDir | None, on_release: Callable[[str], Non
     data, buffers = dumps_out_of_band(value)
     header = segments.write([*buffers, pickle.PickleBuffer(data)], shared=True)
     return Shared(header, on_release)
+
+
+def scattered(value: T, client: Any) -> Shared[T]:
+    """``value`` scattered to every worker of a Dask cluster (``client``'s)."""
+    # In a list: scatter() would scatter a list's items one by one. hash=False: a
+    # large object is not hashed, and two shares of it are two.
+    (future,) = client.scatter([value], broadcast=True, hash=False)
+    return Shared(None, by_value=value, cluster=future)
+
+
+def from_cluster(key: str) -> Any:
+    """In a Dask worker: the object a scattered ``Shared`` stands for."""
+    from distributed import Future, get_worker, worker_client
+
+    data = get_worker().data
+    if key in data:
+        return data[key]
+    with worker_client() as client:  # a worker that joined after the scatter
+        return Future(key, client=client).result()
 
 
 def _identity(value: T) -> T:

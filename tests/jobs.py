@@ -819,3 +819,13 @@ def init_queue_handler(queue: Any) -> None:
 
 def log_to_cookbook(message: str) -> None:
     logging.getLogger("cookbook").warning(message)
+
+
+_kept_values: list[Any] = []
+
+
+def identity_and_pid(value: Any) -> tuple[Any, int, int]:
+    """The argument as the job got it, its id, and the worker's pid: which jobs shared one
+    object. The argument is kept, so that no later one can take its id."""
+    _kept_values.append(value)
+    return value, id(value), os.getpid()

@@ -638,15 +638,22 @@ def test_without_the_extra_the_error_says_how_to_install_it() -> None:
     assert "pip install -e '.[cluster]'" in done.stdout
 
 
-def test_a_shared_object_reaches_dask_jobs_by_value(
+def test_a_shared_object_is_scattered_to_the_workers_once(
     make_pool: Callable[..., minipool.Pool],
 ) -> None:
-    """On a cluster, ``share`` gives a ``Shared`` that jobs get as the object itself (a copy
-    each: a cluster's workers cannot map the caller's memory), and ``value`` is it."""
+    """On a cluster, ``share`` scatters the object to every worker: jobs get the worker's
+    copy (one object per worker, not one per job), and ``value`` is the caller's."""
     pool = make_pool()
     shared = pool.share([3, 4, 5])
     assert pool.submit(sum, shared).result(timeout=60) == 12
-    assert list(pool.map(len, [shared, shared])) == [3, 3]
+    seen = list(pool.map(jobs.identity_and_pid, [shared] * 20, chunksize=1))
+    assert all(items == [3, 4, 5] for items, _, _ in seen)
+    ids_per_worker: dict[int, set[int]] = {}
+    for _, identity, pid in seen:
+        ids_per_worker.setdefault(pid, set()).add(identity)
+    assert all(len(ids) == 1 for ids in ids_per_worker.values())
     assert shared.value == [3, 4, 5]
     shared.release()
     assert shared.released
+    with pytest.raises(TypeError, match="this Shared was released"):
+        pool.submit(sum, shared)

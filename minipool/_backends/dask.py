@@ -40,7 +40,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
 from distributed import Client, LocalCluster
@@ -52,6 +52,7 @@ from .. import _exits
 from .._errors import INIT_ADVICE, InitError, PoolError, WorkerCrashed
 from .._logging import LogRouter, worker_levels
 from .._options import PoolOptions, name_of
+from .._sharing import Shared, scattered
 from .._tasks import Task
 from .base import BackendBase
 from .dask_worker import WorkerSetup, request_stop, run_task, started_topic, tear_down
@@ -71,6 +72,9 @@ CHUNK_SECONDS = 0.1
 CONNECT_TIMEOUT_SECONDS = 10
 STOPPED = "the pool was stopped before this job ran"
 CANCELLED = "the pool was stopped or shut down before this job ran"
+
+
+T = TypeVar("T")
 
 
 class DaskBackend(BackendBase):
@@ -131,6 +135,9 @@ class DaskBackend(BackendBase):
         with self._lock:
             self._admit(tasks)
         self._submit(tasks)
+
+    def share(self, value: T) -> Shared[T]:
+        return scattered(value, self._client)
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         if self.disowned:
