@@ -34,9 +34,9 @@ class Shared(Generic[T]):
     """An object put once into shared memory for many jobs (see ``Pool.share``).
 
     Passed anywhere in a job's arguments, it arrives in the job as the object
-    itself. ``value`` is that same object in the caller (read from the shared
-    copy: the original can be dropped); ``release()`` frees the shared copy,
-    and the pool frees every one at shutdown.
+    itself. ``value`` is that same object in the caller, read from the shared
+    copy (the original can be dropped; on a cluster, it is the caller's own);
+    ``release()`` frees the shared copy, and the pool frees every one at shutdown.
     """
 
     __slots__ = ("_by_value", "_cluster", "_header", "_lock", "_on_release", "_released")
@@ -106,7 +106,17 @@ def share(value: T, segments: SegmentDir | None, on_release: Callable[[str], Non
     if segments is None:
         return Shared(None, by_value=value)
     data, buffers = dumps_out_of_band(value)
-    header = segments.write([*buffers, pickle.PickleBuffer(data)], shared=True)
+    parts = [*buffers, pickle.PickleBuffer(data)]
+    try:
+        header = segments.write(parts, shared=True)
+    except OSError as error:
+        size = sum(part.raw().nbytes for part in parts)
+        raise OSError(
+            error.errno,
+            f"share() could not put {size:,} bytes into shared memory ({error.strerror}). "
+            "Make room in /dev/shm (a container's is often 64 MiB: docker run --shm-size), "
+            "or pass the object to the jobs themselves.",
+        ) from error
     return Shared(header, on_release)
 
 
@@ -146,8 +156,8 @@ def attach(header: bytes) -> Any:
             *buffers, data = open_shared(header)
         except FileNotFoundError:
             raise ValueError(
-                "this job's Shared argument was released before the job ran; release a "
-                "Shared only once the jobs that use it are done"
+                "this job's Shared argument was released before the job ran (or its pool "
+                "was shut down); release a Shared only once the jobs that use it are done"
             ) from None
         _attached[path] = pickle.loads(data, buffers=buffers)
     return _attached[path]

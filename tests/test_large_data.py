@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -529,3 +530,33 @@ def test_a_worker_takes_back_only_segments_it_wrote_itself() -> None:
         assert os.path.basename(mine) not in names and any(REUSABLE in n for n in names)
     finally:
         directory.remove()
+
+
+def test_a_share_that_does_not_fit_in_shared_memory_is_a_clear_error(tmp_path: Path) -> None:
+    """When /dev/shm cannot take the object (here a file size limit; in a container, a
+    full /dev/shm), ``share()`` raises an OSError that says how big it was and what to do,
+    and the pool still runs jobs."""
+    code = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        sys.path[:0] = [{str(TESTS)!r}]
+        import large_jobs, minipool
+        if __name__ == "__main__":
+            with minipool.Pool(1, start_method="fork") as pool:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+                try:
+                    pool.share(large_jobs.ramp(large_jobs.LARGE))
+                except OSError as error:
+                    print(error)
+                print(pool.submit(abs, -3).result(timeout=30))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    message, answer = done.stdout.strip().splitlines()
+    assert re.search(r"share\(\) could not put 1,04\d,\d{3} bytes", message), message
+    assert "docker run --shm-size" in message
+    assert answer == "3"
