@@ -146,3 +146,15 @@ def fork_keeping(array: np.ndarray, release: str, report: str) -> int:
         finally:
             os._exit(0)
     return pid
+
+
+def frame(size: int) -> Any:
+    """A pandas DataFrame of ``size`` rows: a float and an int column (numpy-backed)."""
+    import pandas as pd
+
+    return pd.DataFrame({"x": ramp(size), "n": np.arange(size)})
+
+
+def frame_facts(table: Any) -> tuple[float, int, bool]:
+    """A job given a DataFrame: the sum of x, of n, whether x is read in place."""
+    return float(table["x"].sum()), int(table["n"].sum()), in_pool_segment(table["x"].to_numpy())

@@ -560,3 +560,17 @@ def test_a_share_that_does_not_fit_in_shared_memory_is_a_clear_error(tmp_path: P
     assert re.search(r"share\(\) could not put 1,04\d,\d{3} bytes", message), message
     assert "docker run --shm-size" in message
     assert answer == "3"
+
+
+def test_pandas_frames_travel_in_place_both_ways(make_pool: MakePool, start_method: str) -> None:
+    """A DataFrame, whose columns pandas passes out of band: as a result, it arrives equal
+    with its columns in a segment; as an argument, the job reads them in place."""
+    import pandas as pd  # the dev extra's
+    pool = make_pool(start_method=start_method)
+    result = pool.submit(large_jobs.frame, LARGE).result(timeout=30)
+    pd.testing.assert_frame_equal(result, large_jobs.frame(LARGE))
+    assert in_pool_segment(result["x"].to_numpy())
+    expected = (float(ramp(LARGE).sum()), LARGE * (LARGE - 1) // 2, True)
+    assert pool.submit(large_jobs.frame_facts, large_jobs.frame(LARGE)).result(timeout=30) == (
+        expected
+    )
