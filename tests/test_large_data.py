@@ -566,6 +566,7 @@ def test_pandas_frames_travel_in_place_both_ways(make_pool: MakePool, start_meth
     """A DataFrame, whose columns pandas passes out of band: as a result, it arrives equal
     with its columns in a segment; as an argument, the job reads them in place."""
     import pandas as pd  # the dev extra's
+
     pool = make_pool(start_method=start_method)
     result = pool.submit(large_jobs.frame, LARGE).result(timeout=30)
     pd.testing.assert_frame_equal(result, large_jobs.frame(LARGE))
