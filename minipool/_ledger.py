@@ -129,7 +129,8 @@ def _decode_batch(
 ) -> tuple[list[Any], dict[int, BaseException]]:
     """The values of an outcome whose values are one pickle (an untracked run's)."""
     assert isinstance(outcome.values, (bytes, memoryview))
-    data, buffers = outcome.values, list[memoryview]()
+    data = outcome.values
+    buffers: list[memoryview] = []
     try:
         data, buffers = unwrap(data)
         values: list[Any] = pickle.loads(data, buffers=buffers)

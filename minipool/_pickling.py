@@ -28,9 +28,9 @@ loads = pickle.loads
 def dumps_value(value: Any, segments: SegmentDir | None = None) -> bytes:
     """Pickle a chunk's arguments in the caller, a result or an exception in a worker.
 
-    With ``segments``, the large buffers ``value`` carries (numpy arrays,
-    ``bytearray``...) go into a shared memory segment, and the pickle names it
-    (see ``_segments``); ``loads_value`` reads either kind.
+    With ``segments``, the large buffers ``value`` offers out of band (numpy
+    arrays, ``PickleBuffer``, memoryviews...) go into a shared memory segment,
+    and the pickle names it (see ``_segments``); ``loads_value`` reads either kind.
 
     Plain pickle, or cloudpickle for what only it can carry: a lambda or a
     closure among the arguments (dask's tasks are tuples of them), or an

@@ -1,8 +1,9 @@
 """Large buffers through shared memory: the segment files of a pool's directory.
 
 Pickle protocol 5 hands a pickler's ``buffer_callback`` each buffer that an
-object offers out of band (a numpy array's data, a ``bytearray``, a
-``pickle.PickleBuffer``, what pandas and pyarrow pass that way). Those of
+object offers out of band (a numpy array's data, a ``pickle.PickleBuffer``,
+what pandas and pyarrow pass that way; ``bytes`` and ``bytearray`` offer
+none, and stay in the pickle unless wrapped in a ``PickleBuffer``). Those of
 ``OUT_OF_BAND_MIN_BYTES`` or more leave the pickle: ``SegmentDir.write`` puts
 them, one after the other, into a new file (a *segment*) in the pool's
 directory under ``/dev/shm``, and what crosses the pipe is a short header that

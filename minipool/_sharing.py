@@ -11,8 +11,9 @@ its cache, until ``release()`` tells the workers to drop it.
 
 On a Dask cluster, ``share`` scatters the object to every worker
 (``broadcast=True``), and a ``Shared`` pickles as the key of its data there:
-each job gets the worker's copy, or fetches it from a peer if its worker
-joined later. Where there is no ``/dev/shm``, a ``Shared`` pickles as its
+every task depends on the live ones' data, so Dask puts it on the task's
+worker before the task runs (a worker that joined later fetches it from a
+peer), and a job reads it there. Where there is no ``/dev/shm``, a ``Shared`` pickles as its
 value: jobs get a copy each.
 """
 
@@ -75,8 +76,11 @@ class Shared(Generic[T]):
                 return
             self._released = True
         if self._cluster is not None:
+            if self._on_release is not None:
+                self._on_release(self._cluster.key)  # no new task depends on it
             self._cluster.release()  # the cluster drops its copies once nothing holds them
             self._cluster = None
+            return
         path = None if self._header is None else segment_path(self._header)
         if path is not None:
             unlink(path)
@@ -120,23 +124,30 @@ def share(value: T, segments: SegmentDir | None, on_release: Callable[[str], Non
     return Shared(header, on_release)
 
 
-def scattered(value: T, client: Any) -> Shared[T]:
-    """``value`` scattered to every worker of a Dask cluster (``client``'s)."""
+def scattered(value: T, client: Any, on_release: Callable[[str], None]) -> tuple[Shared[T], Any]:
+    """``value`` scattered to every worker of a Dask cluster (``client``'s), and the
+    future of its data there; ``on_release`` gets the future's key."""
     # In a list: scatter() would scatter a list's items one by one. hash=False: a
     # large object is not hashed, and two shares of it are two.
     (future,) = client.scatter([value], broadcast=True, hash=False)
-    return Shared(None, by_value=value, cluster=future)
+    return Shared(None, on_release, by_value=value, cluster=future), future
 
 
 def from_cluster(key: str) -> Any:
     """In a Dask worker: the object a scattered ``Shared`` stands for."""
-    from distributed import Future, get_worker, worker_client
+    from distributed import get_worker
 
-    data = get_worker().data
-    if key in data:
-        return data[key]
-    with worker_client() as client:  # a worker that joined after the scatter
-        return Future(key, client=client).result()
+    worker = get_worker()
+    try:
+        return worker.data[key]
+    except KeyError:
+        # Not a dependency of this task: released as it was sent, or passed to
+        # another pool than the one that shared it.
+        raise ValueError(
+            f"this job's Shared argument is not on Dask worker {worker.name}: it was released "
+            "before the job ran, or it belongs to another pool (pass a Shared only to the "
+            "pool whose share() made it)"
+        ) from None
 
 
 def _identity(value: T) -> T:

@@ -16,12 +16,14 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from itertools import count, islice
 from pathlib import Path
@@ -638,22 +640,21 @@ def test_without_the_extra_the_error_says_how_to_install_it() -> None:
     assert "pip install -e '.[cluster]'" in done.stdout
 
 
-def test_a_shared_object_is_scattered_to_the_workers_once(
+def test_a_shared_object_is_scattered_to_the_workers_and_sent_as_its_key(
     make_pool: Callable[..., minipool.Pool],
 ) -> None:
-    """On a cluster, ``share`` scatters the object to every worker: jobs get the worker's
-    copy (one object per worker, not one per job), and ``value`` is the caller's."""
+    """On a cluster, ``share`` scatters the object to every worker: a ``Shared`` pickles as
+    the key of that copy, not as the object; every job gets the object; ``value`` is the
+    caller's; a released one cannot be sent."""
     pool = make_pool()
-    shared = pool.share([3, 4, 5])
-    assert pool.submit(sum, shared).result(timeout=60) == 12
-    seen = list(pool.map(jobs.identity_and_pid, [shared] * 20, chunksize=1))
-    assert all(items == [3, 4, 5] for items, _, _ in seen)
-    ids_per_worker: dict[int, set[int]] = {}
-    for _, identity, pid in seen:
-        ids_per_worker.setdefault(pid, set()).add(identity)
-    assert all(len(ids) == 1 for ids in ids_per_worker.values())
-    assert shared.value == [3, 4, 5]
+    data = os.urandom(2_000_000)
+    shared = pool.share(data)
+    assert len(pickle.dumps(shared)) < 1000
+    assert set(pool.map(zlib.crc32, [shared] * 20, chunksize=1)) == {zlib.crc32(data)}
+    assert pool.submit(len, shared).result(timeout=60) == len(data)
+    assert shared.value is data
     shared.release()
     assert shared.released
     with pytest.raises(TypeError, match="this Shared was released"):
-        pool.submit(sum, shared)
+        pool.submit(len, shared)
+    assert pool.submit(len, b"the pool goes on").result(timeout=60) == 16

@@ -101,6 +101,9 @@ class DaskBackend(BackendBase):
         # may never get to say it.
         self._rerun_unstarted: set[int] = set()
         self._revoked: set[str] = set()  # keys of tasks cancelled for their callers
+        # The data of the live ``Shared`` objects, by key: every task depends on
+        # it, so that Dask puts it on a task's worker before the task runs.
+        self._shared: dict[str, DaskFuture[Any]] = {}
         try:
             self._client.subscribe_topic(started_topic(self._name), self._on_started)
             self._start_workers(_pickled_init(options), options.log_level)
@@ -137,7 +140,14 @@ class DaskBackend(BackendBase):
         self._submit(tasks)
 
     def share(self, value: T) -> Shared[T]:
-        return scattered(value, self._client)
+        shared, future = scattered(value, self._client, self._unshare)
+        with self._lock:
+            self._shared[future.key] = future
+        return shared
+
+    def _unshare(self, key: str) -> None:
+        with self._lock:
+            self._shared.pop(key, None)
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         if self.disowned:
@@ -209,6 +219,7 @@ class DaskBackend(BackendBase):
                 task.first_job_id,
                 task.size,
                 task.timeout,
+                *self._shared.values(),
                 key=key,
                 pure=False,
             )

@@ -122,9 +122,20 @@ def request_stop(name: str) -> None:
 
 
 def run_task(
-    name: str, payload: bytes, first_job_id: int, size: int, timeout: float | None
+    name: str,
+    payload: bytes,
+    first_job_id: int,
+    size: int,
+    timeout: float | None,
+    *shared: object,
 ) -> TaskResult:
-    """The Dask task of every minipool chunk: run it here, return its outcome and its logs."""
+    """The Dask task of every minipool chunk: run it here, return its outcome and its logs.
+
+    ``shared`` are the pool's live ``Shared`` objects, unused here: the task
+    depends on them so that they are in this worker's memory when its jobs
+    unpickle them (see ``_sharing.from_cluster``).
+    """
+    del shared
     worker = get_worker()
     setup = _pools.get(name)
     events: list[bytes] = []
