@@ -349,7 +349,9 @@ def test_a_worker_past_max_worker_memory_is_recycled_between_jobs(
     pool.shutdown()
     pids = {pid for pid, _ in reports}
     assert len(pids) >= 3  # 12 x 40 MB cannot fit in one worker under 150 MB
-    # A worker runs at most one job past the limit before it leaves.
-    assert max(resident for _, resident in reports) < limit + (40 << 20)
+    # A worker runs at most one job past the limit before it leaves: two would
+    # put it past limit + 80 MB. The 20 MB beyond one job are for what a worker
+    # allocates between its check and its next job (Python 3.13 once read 1.1 MB).
+    assert max(resident for _, resident in reports) < limit + (60 << 20)
     assert pool.stats.worker_restarts >= 2
     assert _marker_counts(tmp_path, "teardown") == _marker_counts(tmp_path, "init")
