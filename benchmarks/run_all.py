@@ -9,6 +9,9 @@ Runs, one after another and each in a process of its own, as when run alone:
 - ``bench_engine.py --only tiny_map tiny_submit`` at 1, 2, 4 and 8 workers:
   how the cost grows with workers (more workers than cores shows the
   master loop's own overhead);
+- ``bench_master.py`` at 1 to 32 workers: the caller's CPU per chunk and per
+  job beside the standard library's pools, and the worker count at which it
+  would take one core;
 - ``bench_logs.py``: worker logs against the logging cookbook;
 - ``bench_crash.py``: a job that SIGKILLs its worker.
 
@@ -38,8 +41,11 @@ sys.path.insert(0, HERE)
 import chart  # noqa: E402 -- importable once this file's directory is on sys.path
 import report  # noqa: E402 -- likewise
 
-PARTS = ("engine", "scaling", "logs", "crash")
+PARTS = ("engine", "scaling", "master", "logs", "crash")
 SCALING_WORKERS = (1, 2, 4, 8)
+# The master's own cost, per chunk and per job: oversubscribed past the cores
+# here, which that figure allows (its jobs sleep).
+MASTER_WORKERS = (1, 2, 4, 8, 16, 32)
 LOG_JOBS = 20_000
 HEADER = ["workers", "workload", "minipool", "best peer", "minipool's lead", "target", "result"]
 
@@ -87,6 +93,14 @@ def parts(args: argparse.Namespace) -> dict[str, list[str]]:
             *common,
             *engine_only,
         ],
+        "master": [
+            "bench_master.py",
+            "--workers",
+            *map(str, MASTER_WORKERS),
+            *common,
+            "--scale",
+            str(args.scale),
+        ],
         "logs": ["bench_logs.py", "--workers", str(args.workers), "--jobs", log_jobs, *common],
         "crash": ["bench_crash.py", "--workers", str(args.workers), *method],
     }
@@ -109,7 +123,7 @@ def run_part(name: str, command: list[str], out: str) -> tuple[dict[str, Any] | 
 
 def summary(suite: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for part in ("engine", "scaling"):
+    for part in ("engine", "scaling", "master"):
         for run in (suite[part] or {}).get("runs", []):
             rows += [judged_row(item) for item in report.judged(run["metrics"], run["workers"])]
     if suite.get("logs"):
