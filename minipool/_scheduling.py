@@ -80,6 +80,20 @@ TARGET_CHUNK_SECONDS = 0.01
 # and keep the other workers from sharing the work. Jobs that return megabytes
 # go one per chunk.
 TARGET_CHUNK_BYTES = 1 << 20
+# A sized input is cut as guided self-scheduling cuts a loop: each chunk takes
+# a share of what remains, 1 / (CHUNK_SHARE_DIVISOR * workers), so chunks
+# start long and shrink as the input runs out, and workers finish together.
+# Far fewer chunks than at a fixed length (400 jobs of 5 ms on 2 workers: 55
+# chunks, not 200), and each costs the caller hundreds of microseconds.
+CHUNK_SHARE_DIVISOR = 4
+# The longest chunk a sized input gets, in seconds of work, on the process
+# pool: its worker sends the results done so far every HOLD_SECONDS (20 ms,
+# see sender.py) while a chunk runs, so results do not wait for a long chunk
+# to end; but a chunk cannot move to an idle worker once it started, and a
+# worker that dies costs the jobs of its chunk a re-run. At 0.2 s, the
+# skewed benchmark (20 jobs of 40 ms, then 380 of 1 ms) took 1.01x its ideal
+# time against 0.97x before: chunks of five long jobs balance worse.
+LONGEST_CHUNK_SECONDS = 0.05
 # Near the end of a sized input chunks shrink so that workers finish together,
 # but never below this share of a chunk's target: shorter chunks cost more in
 # round trips than they can save in balance.
@@ -96,9 +110,11 @@ class ChunkSizer:
         total: int | None,
         cap: int,
         seconds: float = TARGET_CHUNK_SECONDS,
+        longest_seconds: float = LONGEST_CHUNK_SECONDS,
     ) -> None:
         self._fixed = chunksize
         self._seconds = seconds  # of work per chunk
+        self._longest_seconds = max(seconds, longest_seconds)  # for a share of a sized input
         self._workers = workers
         self._remaining = total
         self._cap = cap
@@ -134,15 +150,24 @@ class ChunkSizer:
         elif self._latest is None:
             size = 1
         else:
-            jobs, seconds = self._latest
-            per_job = max(seconds / jobs, 1e-9)
-            size = int(self._seconds / per_job)
-            if self._bytes_per_job:
-                size = min(size, int(TARGET_CHUNK_BYTES / self._bytes_per_job))
-            if self._remaining is not None:
-                share = math.ceil(self._remaining / (4 * self._workers))
-                size = min(size, max(share, int(self._seconds * TAIL_CHUNK_SHARE / per_job)))
+            size = self._measured_size()
         size = max(1, min(size, self._cap, crash_safe or size))
         if self._remaining is not None:
             self._remaining = max(0, self._remaining - size)
+        return size
+
+    def _measured_size(self) -> int:
+        """A chunk's size from the time per job measured: the target's worth of jobs, or, for
+        a sized input, its share of the jobs left (see ``CHUNK_SHARE_DIVISOR``)."""
+        assert self._latest is not None
+        jobs, seconds = self._latest
+        per_job = max(seconds / jobs, 1e-9)
+        size = int(self._seconds / per_job)
+        if self._remaining is not None:
+            share = math.ceil(self._remaining / (CHUNK_SHARE_DIVISOR * self._workers))
+            longest = int(self._longest_seconds / per_job)
+            tail = int(self._seconds * TAIL_CHUNK_SHARE / per_job)
+            size = min(max(size, min(share, longest)), max(share, tail))
+        if self._bytes_per_job:
+            size = min(size, int(TARGET_CHUNK_BYTES / self._bytes_per_job))
         return size

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from minipool._scheduling import TARGET_CHUNK_BYTES, TARGET_CHUNK_SECONDS, ChunkSizer
+from minipool._scheduling import (
+    LONGEST_CHUNK_SECONDS,
+    TARGET_CHUNK_BYTES,
+    TARGET_CHUNK_SECONDS,
+    ChunkSizer,
+)
 from minipool._tasks import ChunkResult
 
 
@@ -28,3 +33,34 @@ def test_big_results_make_small_chunks() -> None:
     assert sizer.next_size() == 1
     sizer.observe(4, finished(4, 4e-5, 4 * (64 << 10)))
     assert sizer.next_size() == TARGET_CHUNK_BYTES // (64 << 10)
+
+
+def _sizes(sizer: ChunkSizer, total: int, seconds_per_job: float) -> list[int]:
+    """The chunk sizes ``sizer`` gives an input of ``total`` jobs that each take
+    ``seconds_per_job``, every chunk observed as it is cut."""
+    sizes: list[int] = []
+    while sum(sizes) < total:
+        size = min(sizer.next_size(), total - sum(sizes))
+        sizes.append(size)
+        sizer.observe(size, finished(size, size * seconds_per_job, 0))
+    return sizes
+
+
+def test_a_sized_input_is_cut_into_shrinking_shares_of_what_remains() -> None:
+    """400 jobs of 5 ms on 2 workers: chunks take a share of the jobs left, up to
+    LONGEST_CHUNK_SECONDS of work, and shrink to single jobs at the end, so that the
+    workers finish together; far fewer chunks than the 200 of TARGET_CHUNK_SECONDS each."""
+    sizes = _sizes(ChunkSizer(None, workers=2, total=400, cap=1 << 20), 400, 0.005)
+    assert sizes[0] == 1  # nothing measured yet
+    assert max(sizes) == int(LONGEST_CHUNK_SECONDS / 0.005)
+    assert sizes[1:] == sorted(sizes[1:], reverse=True)
+    assert sizes[-1] == 1
+    assert len(sizes) < 400 * 0.005 / TARGET_CHUNK_SECONDS / 3
+
+
+def test_chunks_grow_no_longer_than_the_backend_allows() -> None:
+    """A backend whose results wait for the end of their chunk (Dask) sets the longest
+    chunk to its target: a sized input's chunks are never longer than that."""
+    sizer = ChunkSizer(None, workers=2, total=400, cap=1 << 20, seconds=0.1, longest_seconds=0.1)
+    sizes = _sizes(sizer, 400, 0.005)
+    assert max(sizes) == int(0.1 / 0.005)

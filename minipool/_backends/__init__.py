@@ -55,6 +55,12 @@ class Backend(Protocol):
         """How long a ``map`` chunk should run: its fixed cost must be small against that."""
 
     @property
+    def longest_chunk_seconds(self) -> float:
+        """How long a chunk of a sized input may run when it takes a share of what remains
+        (see ``_scheduling.CHUNK_SHARE_DIVISOR``): ``chunk_seconds`` where results wait for
+        the end of their chunk."""
+
+    @property
     def task_timeout(self) -> float | None: ...
 
     def share(self, value: T) -> Shared[T]:

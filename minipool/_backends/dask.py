@@ -82,6 +82,8 @@ class DaskBackend(BackendBase):
 
     max_tasks_per_worker = None
     chunk_seconds = CHUNK_SECONDS
+    # A task's results come back when it ends: chunks never grow past CHUNK_SECONDS.
+    longest_chunk_seconds = CHUNK_SECONDS
 
     def __init__(self, options: PoolOptions) -> None:
         super().__init__(options, self._submit)

@@ -94,6 +94,20 @@ class Held:
         return task if self.done == 0 else task.part(self.done, task.size)
 
 
+class Watch:
+    """The workers the master must look at after a round of events, instead of every one:
+    at 64 workers, scanning them all each round cost more than the round's own work.
+
+    A handle adds itself; the master takes the sets and drops handles that are gone.
+    """
+
+    __slots__ = ("timed", "to_flush")
+
+    def __init__(self) -> None:
+        self.to_flush: set[WorkerHandle] = set()  # frames wait in its outbox
+        self.timed: set[WorkerHandle] = set()  # it holds timed tasks, or must exit by a deadline
+
+
 class WorkerHandle:
     __slots__ = (
         "_claims",
@@ -101,6 +115,7 @@ class WorkerHandle:
         "_late_for",
         "_owned_fds",
         "_was_ready",
+        "_watch",
         "accepting",
         "exit_deadline",
         "gate",
@@ -124,8 +139,11 @@ class WorkerHandle:
         "timed_tasks",
     )
 
-    def __init__(self, ctx: Any, config: _worker.WorkerConfig, owned_fds: set[int]) -> None:
+    def __init__(
+        self, ctx: Any, config: _worker.WorkerConfig, owned_fds: set[int], watch: Watch
+    ) -> None:
         """Start the worker; its pipe ends on this side join ``owned_fds`` until ``reap``."""
+        self._watch = watch
         jobs_reader, jobs_writer = ctx.Pipe(duplex=False)
         results_reader, results_writer = ctx.Pipe(duplex=False)
         _enlarge(jobs_writer.fileno())
@@ -212,11 +230,14 @@ class WorkerHandle:
         header, payload = task.frame()
         task.mark_sent()
         self.outbox.add_frame(header, payload)
+        self._watch.to_flush.add(self)
         self.tasks_sent = held.number
         self.held.append(held)
         self.jobs_in_flight += task.size
         self.jobs_sent += task.size
-        self.timed_tasks += task.timeout is not None
+        if task.timeout is not None:
+            self.timed_tasks += 1
+            self._watch.timed.add(self)
 
     def settle(self, outcome: Outcome) -> tuple[Held, list[Held]]:
         """The task ``outcome`` is for, and those before it the worker skipped (taken back
@@ -267,6 +288,11 @@ class WorkerHandle:
                 return held
         return None
 
+    @property
+    def has_deadline(self) -> bool:
+        """Whether it holds a timed task or must exit by a deadline (see ``timeouts``)."""
+        return bool(self.timed_tasks) or self.exit_deadline is not None
+
     def shortest_timeout(self) -> float:
         return min(held.task.timeout for held in self.held if held.task.timeout is not None)
 
@@ -288,6 +314,7 @@ class WorkerHandle:
                 self._set_exit_deadline("to end its init once the pool was done with it")
             self.life, self.accepting = Life.RETIRING, False
             self.outbox.add(STOP)
+            self._watch.to_flush.add(self)
 
     def exiting(self) -> None:
         """It tore down and only exits now (an ``EXITING`` frame)."""
@@ -298,6 +325,7 @@ class WorkerHandle:
 
     def _set_exit_deadline(self, late_for: str) -> None:
         self.exit_deadline = monotonic() + EXIT_GRACE_SECONDS
+        self._watch.timed.add(self)
         self._late_for = late_for
 
     def leaving(self) -> None:
@@ -386,6 +414,11 @@ class WorkerHandle:
             if not data:
                 return frames
             frames += self.reader.feed(data)
+            # A pipe gives all it holds, up to what is asked: a short read
+            # emptied it. What comes later wakes select() again, and asking
+            # once more now would cost a failed read.
+            if len(data) < _READ_SIZE:
+                return frames
 
     def reap(self) -> int | None:
         """Wait for the exited process (its sentinel fired) and release its pipes.

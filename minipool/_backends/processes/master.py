@@ -100,7 +100,7 @@ from ..._messages import (
     split_paths,
 )
 from ..._options import PoolOptions
-from ..._scheduling import TARGET_CHUNK_SECONDS
+from ..._scheduling import LONGEST_CHUNK_SECONDS, TARGET_CHUNK_SECONDS
 from ..._segment_maps import take_unmapped, unlink, writer_pid
 from ..._segments import SegmentDir
 from ..._sharing import Shared, share
@@ -109,7 +109,7 @@ from ..base import BackendBase
 from . import timeouts
 from .blame import judge
 from .dispatch import RECHECK_SECONDS, Dispatcher
-from .handle import Held, Life, WorkerHandle
+from .handle import Held, Life, Watch, WorkerHandle
 from .handover import InitCall
 from .log_spill import LogSpill
 from .shared import Gate, SharedState
@@ -135,6 +135,7 @@ class Master(BackendBase):
         self.workers = options.workers
         self.max_tasks_per_worker = options.max_tasks_per_worker
         self.chunk_seconds = TARGET_CHUNK_SECONDS
+        self.longest_chunk_seconds = LONGEST_CHUNK_SECONDS
         self._options = options
         self._init = None if options.init is None else InitCall(options.init, options.init_args)
         self._ctx = multiprocessing.get_context(
@@ -155,6 +156,7 @@ class Master(BackendBase):
         # to close (see disown). Added before each is shared, removed before it closes.
         self._owned_fds: set[int] = {*self._wakeup.fds(), *_selector_fds(self._selector)}
         self._blocked_writers: set[int] = set()
+        self._watch = Watch()
         self._workers: list[WorkerHandle | None] = [None] * self.workers
         self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
         _exits.register(self)  # before the first worker is forked: it must disown the pool
@@ -252,14 +254,19 @@ class Master(BackendBase):
             self._done.set()
 
     def _step(self) -> None:
-        timeout = timeouts.seconds_left(self._workers)
+        timed = self._watch.timed
+        timeout = timeouts.seconds_left(timed)
         if self._dispatch.recheck:
             timeout = RECHECK_SECONDS if timeout is None else min(timeout, RECHECK_SECONDS)
         for key, _ in self._selector.select(timeout):
             key.data()
-        for late in timeouts.expire(self._workers):
+        for late in timeouts.expire(timed):
             _log.warning("minipool: %s", late)
+        self._watch.timed = {worker for worker in timed if self._watched(worker)}
         self._advance()
+
+    def _watched(self, worker: WorkerHandle) -> bool:
+        return self._workers[worker.slot] is worker and worker.has_deadline
 
     def _advance(self) -> None:
         """What to do after each round of events: cancel, dispatch, rebalance, retire, write."""
@@ -277,9 +284,9 @@ class Master(BackendBase):
                 self._retire_all()
         self._send_releases()
         self._return_results()
-        for worker in self._workers:
-            if worker is not None and worker.outbox:
-                self._flush(worker)
+        to_flush, self._watch.to_flush = self._watch.to_flush, set()
+        for worker in to_flush:
+            self._flush(worker)
 
     def _send_releases(self) -> None:
         """Tell every worker which released Shareds to drop."""
@@ -291,6 +298,7 @@ class Master(BackendBase):
             if worker is not None:
                 for path in released:
                     worker.outbox.add(RELEASE, os.fsencode(path))
+                self._watch.to_flush.add(worker)
 
     def _return_results(self) -> None:
         """Give back to their workers the result segments the caller let go of."""
@@ -307,6 +315,7 @@ class Master(BackendBase):
                 back.setdefault(worker, []).append(path)
         for worker, paths in back.items():
             worker.outbox.add(RETURN, join_paths(paths))
+            self._watch.to_flush.add(worker)
 
     def _cancel_unstarted(self, reason: str) -> None:
         """Cancel every job no worker has started: those queued, and those taken back."""
@@ -355,6 +364,7 @@ class Master(BackendBase):
                 self._on_outcome(worker, payload)
             elif kind == READY:
                 worker.ready()
+                self._dispatch.changed = True
                 self._init_failures = 0
             elif kind == INIT_FAILED:
                 worker.init_failed(payload)  # counted when it exits, as it does next
@@ -371,6 +381,8 @@ class Master(BackendBase):
     def _on_outcome(self, worker: WorkerHandle, payload: memoryview) -> None:
         outcome = Outcome.decode(payload)
         held, skipped = worker.settle(outcome)
+        if not worker.held:
+            self._dispatch.changed = True  # an idle worker: something to rebalance for?
         for entry in skipped:  # revoked by their callers, who cancelled them
             entry.task.receiver.unplace(entry)
         task = held.task
@@ -399,6 +411,9 @@ class Master(BackendBase):
         if self.segments is not None:  # its files: results (the caller's mappings stay)
             self.segments.remove_written_by(worker.pid)
         self._workers[worker.slot] = None
+        self._watch.timed.discard(worker)
+        self._watch.to_flush.discard(worker)
+        self._dispatch.changed = True
         if worker.died_in_init and self._broken is None:
             # It ended before its init finished: try again, a few times only.
             self._init_failures += 1
@@ -498,7 +513,7 @@ class Master(BackendBase):
             max_memory=options.max_worker_memory,
             segments=None if self.segments is None else self.segments.path,
         )
-        worker = WorkerHandle(self._ctx, config, self._owned_fds)
+        worker = WorkerHandle(self._ctx, config, self._owned_fds, self._watch)
         self._workers[slot] = worker
         self._selector.register(
             worker.results_fd, selectors.EVENT_READ, partial(self._on_results, worker)

@@ -15,14 +15,14 @@ the shortest timeout it holds, which bounds the sleep without polling.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from time import monotonic
 
 from ..._context import IDLE
 from .handle import Life, WorkerHandle
 
 
-def seconds_left(workers: Sequence[WorkerHandle | None]) -> float | None:
+def seconds_left(workers: Iterable[WorkerHandle | None]) -> float | None:
     """How long the master may sleep; None when there is no deadline."""
     now = monotonic()
     deadlines = [deadline for _, _, deadline in _timed(workers, now)]
@@ -30,7 +30,7 @@ def seconds_left(workers: Sequence[WorkerHandle | None]) -> float | None:
     return max(0.0, min(deadlines) - now) if deadlines else None
 
 
-def expire(workers: Sequence[WorkerHandle | None]) -> list[str]:
+def expire(workers: Iterable[WorkerHandle | None]) -> list[str]:
     """SIGKILL each worker whose job has overrun (its exit settles the job as TaskTimeout)
     and each worker past its exit deadline; for the latter, what happened, in words."""
     now = monotonic()
@@ -40,7 +40,7 @@ def expire(workers: Sequence[WorkerHandle | None]) -> list[str]:
     return [worker.kill_late() for worker, deadline in _exiting(workers) if now >= deadline]
 
 
-def _exiting(workers: Sequence[WorkerHandle | None]) -> Iterator[tuple[WorkerHandle, float]]:
+def _exiting(workers: Iterable[WorkerHandle | None]) -> Iterator[tuple[WorkerHandle, float]]:
     """Each worker with an exit deadline, and the deadline."""
     for worker in workers:
         if worker is not None and worker.exit_deadline is not None:
@@ -48,7 +48,7 @@ def _exiting(workers: Sequence[WorkerHandle | None]) -> Iterator[tuple[WorkerHan
 
 
 def _timed(
-    workers: Sequence[WorkerHandle | None], now: float
+    workers: Iterable[WorkerHandle | None], now: float
 ) -> Iterator[tuple[WorkerHandle, int, float]]:
     """Each worker holding timed tasks: the job in hand (IDLE: none timed) and its deadline."""
     for worker in workers:

@@ -43,8 +43,7 @@ class Wakeup:
         the drain and the clear; whatever callers queued before, the master picks up next."""
         with self._lock:
             with contextlib.suppress(BlockingIOError):
-                while os.read(self.reader, 4096):
-                    pass
+                os.read(self.reader, 4096)  # one byte per wake at most: the flag
             self._sent = False
 
     def close(self) -> None:
