@@ -22,9 +22,8 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FuturesTimeoutError
-from functools import partial
 from itertools import count, islice
 from typing import Any, cast
 
@@ -234,9 +233,8 @@ class MapRun:
         return items
 
     def _submit(self, items: list[Any]) -> None:
-        receiver = ChunkReceiver(len(items), self.pulled, self._outcomes_in)
+        receiver = ChunkReceiver(len(items), self.pulled, self._outcomes_in, self._chunk_done)
         self.pulled += len(items)
-        receiver.future.add_done_callback(partial(self._chunk_done, receiver))
         first = self._master.reserve_job_ids(len(items))
         tracking = UNTRACKED if self._sizer.jobs_are_tiny else ADAPTIVE
         tasks = tasks_for(
@@ -265,9 +263,9 @@ class MapRun:
             return
         self._window.append(receiver)
 
-    def _chunk_done(self, receiver: ChunkReceiver, future: Future[ChunkResult]) -> None:
+    def _chunk_done(self, receiver: ChunkReceiver, result: ChunkResult) -> None:
         """Each chunk's one done-callback (in the backend's thread): keep it short."""
-        self._sizer.observe(receiver.size, future)
+        self._sizer.observe(receiver.size, result)
         self._jobs_done += receiver.size
         self._outcomes_in(receiver)
 

@@ -238,6 +238,11 @@ class FrameReader:
             self._needed = needed
         return frames
 
+    @property
+    def mid_frame(self) -> bool:
+        """Whether part of a frame has come and the rest has not."""
+        return bool(self._pieces)
+
 
 # Linux accepts at most this many buffers in one writev().
 _IOV_MAX = 1024

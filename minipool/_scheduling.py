@@ -9,7 +9,6 @@ Both work from the run times the workers measure and report with each
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,13 +123,11 @@ class ChunkSizer:
         self._latest: tuple[int, float] | None = None
         self._bytes_per_job = 0.0  # of pickled results, in that chunk
 
-    def observe(self, jobs: int, future: Future[ChunkResult]) -> None:
-        """Done callback of each chunk of ``jobs`` jobs (runs in the master thread). Not
+    def observe(self, jobs: int, result: ChunkResult) -> None:
+        """A chunk of ``jobs`` jobs is complete (in the master thread). Not
         ``len(result.values)``: the consumer may be taking the values out already."""
-        if not future.cancelled() and future.exception() is None:
-            result = future.result()
-            self._latest = (jobs, result.seconds)
-            self._bytes_per_job = result.nbytes / max(1, jobs)
+        self._latest = (jobs, result.seconds)
+        self._bytes_per_job = result.nbytes / max(1, jobs)
 
     @property
     def measured(self) -> bool:

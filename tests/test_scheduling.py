@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-
 from minipool._scheduling import (
     LONGEST_CHUNK_SECONDS,
     TARGET_CHUNK_BYTES,
@@ -13,10 +11,8 @@ from minipool._scheduling import (
 from minipool._tasks import ChunkResult
 
 
-def finished(jobs: int, seconds: float, nbytes: int) -> Future[ChunkResult]:
-    future: Future[ChunkResult] = Future()
-    future.set_result(ChunkResult([None] * jobs, {}, seconds, nbytes))
-    return future
+def finished(jobs: int, seconds: float, nbytes: int) -> ChunkResult:
+    return ChunkResult([None] * jobs, {}, seconds, nbytes)
 
 
 def test_chunks_are_sized_by_time() -> None:

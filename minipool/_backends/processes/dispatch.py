@@ -13,7 +13,9 @@
   idle. A worker that holds tasks but is between two of them may be about to
   start a long one, and starting a job is no event the master hears of: while
   a worker idles beside such tasks, the master looks again every
-  ``RECHECK_SECONDS`` (``recheck``).
+  ``RECHECK_SECONDS`` (``recheck``). Otherwise it looks only after what can
+  make a worker idle or empty the queue (``changed``): a worker's last
+  outcome, its ``READY``, a death, a dispatch.
 - **Requeue.** The jobs of a dead worker go back to the front of the queue in
   crash-safe pieces; a job that failed and may run again goes there as it is.
 

@@ -416,8 +416,10 @@ class WorkerHandle:
             frames += self.reader.feed(data)
             # A pipe gives all it holds, up to what is asked: a short read
             # emptied it. What comes later wakes select() again, and asking
-            # once more now would cost a failed read.
-            if len(data) < _READ_SIZE:
+            # once more now would cost a failed read; but the rest of a large
+            # frame comes as fast as the worker writes it, and is read on
+            # without a round of the master loop per pipe-full.
+            if len(data) < _READ_SIZE and not self.reader.mid_frame:
                 return frames
 
     def reap(self) -> int | None:

@@ -17,7 +17,8 @@
                                          │                                       RELEASE, RETURN)
                                          └─ then _advance(): _dispatch.dispatch,
                                             _dispatch.rebalance (take back, send again),
-                                            _send_releases, _return_results
+                                            _send_releases, _return_results, and
+                                            write to the workers in _watch.to_flush
   large buffers: Task.frame ──► segments (files in /dev/shm) ──► mapped by the worker;
                  worker results ──► segments ──► mapped by _ledger; a segment let go of
                  (UNMAPPED, or the caller's last view gone: RETURN) is written again
@@ -29,7 +30,7 @@
                                                _log_spills[slot] ◄──────── Sender.ship
   dead worker ──► blame.judge(held, gate) ──► culprit: WorkerCrashed / TaskTimeout;
                                               the rest: _dispatch.requeue
-  timeouts.expire: gate.started + task_timeout ──► kill the overrunning worker
+  timeouts.expire(_watch.timed): gate.started + task_timeout ──► kill the overrunning worker
   Pool.stop() ──► _shared.stop (flag) ───────────────────────────► checked between jobs
 
 Caller threads pickle their jobs themselves (so a bad argument fails at
