@@ -18,7 +18,9 @@ too (its CPU clock, ``time.pthread_getcpuclockid``). Three ways in:
 From the map's line, the projection: for jobs of 1, 10 and 100 ms in chunks
 of ``TARGET_CHUNK_SECONDS`` (10 ms, at least one job), the number of workers
 whose chunks take the caller one core: a chunk's work over its cost. Past it,
-workers wait on the caller. ``--profile`` adds a cProfile of minipool's
+workers wait on the caller. These are the chunks of an input of unknown
+length (a generator); a list's first chunks run up to 50 ms
+(``LONGEST_CHUNK_SECONDS``), so it needs fewer. ``--profile`` adds a cProfile of minipool's
 master thread and of the calling thread during one ``map, chunksize=1`` run.
 """
 
