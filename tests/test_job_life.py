@@ -87,6 +87,28 @@ def test_every_job_queued_at_a_busy_worker_can_be_cancelled(
     assert pool.stats.completed == 2
 
 
+def test_jobs_cancelled_at_a_busy_worker_do_not_hold_back_the_next(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """A worker skips the jobs cancelled while they waited in its pipe, and says nothing of
+    them; the master must not count them as its work. Before, after fast jobs had let it
+    hold many, it counted them until the worker's next outcome, which never came (nothing
+    else was sent to it): the next job waited for ever."""
+    pool = make_pool(1)
+    # Fast jobs first: measured, they let the master queue many jobs at the worker.
+    assert [f.result(timeout=30) for f in [pool.submit(jobs.square, x) for x in range(50)]] == [
+        x * x for x in range(50)
+    ]
+    blocker, release = _blocker(pool, tmp_path)
+    queued = [pool.submit(jobs.square, x) for x in range(5)]
+    worker = pool._backend._workers[0]  # type: ignore[attr-defined]
+    assert wait_for(lambda: len(worker.held) == 6, timeout=30)  # all in the worker's pipe
+    assert all(future.cancel() for future in queued)
+    release.touch()
+    assert blocker.result(timeout=30) == "blocker"
+    assert pool.submit(jobs.square, 3).result(timeout=30) == 9
+
+
 @pytest.fixture
 def frequent_thread_switches() -> Iterator[None]:
     """Switch threads every microsecond, so that races between threads show within a few runs."""

@@ -77,7 +77,9 @@ class Dispatcher:
             task = pending[0]
             busy = len(worker.held) >= MIN_TASKS_IN_FLIGHT
             if busy and worker.jobs_in_flight + task.size > cap:
-                return
+                if not _drop_revoked(worker):
+                    return
+                continue  # it holds less than it seemed: look again
             pending.popleft()
             self._send(worker, task)
         self.changed = True  # the queue is empty: an idle worker may take back work
@@ -144,6 +146,14 @@ def _least_loaded(workers: Sequence[WorkerHandle | None]) -> WorkerHandle | None
         if worker.takes_tasks:
             best = worker
     return best
+
+
+def _drop_revoked(worker: WorkerHandle) -> bool:
+    """Forget what ``worker`` holds that its callers cancelled; whether there was any."""
+    dropped = worker.drop_revoked()
+    for held in dropped:
+        held.task.receiver.unplace(held)
+    return bool(dropped)
 
 
 def _idle(worker: WorkerHandle | None) -> bool:

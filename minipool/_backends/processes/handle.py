@@ -270,6 +270,18 @@ class WorkerHandle:
             self._forget(held)
         return taken
 
+    def drop_revoked(self) -> list[Held]:
+        """Forget the tasks revoked at its gate (cancelled by their callers): it skips them
+        without a word, so they would count as its work until its next outcome, which may
+        never come if nothing else is sent to it."""
+        gate = self.gate
+        dropped = [held for held in self.held if gate.was_revoked(held.number)]
+        if dropped:
+            self.held = deque(held for held in self.held if not gate.was_revoked(held.number))
+            for held in dropped:
+                self._forget(held)
+        return dropped
+
     def take_all(self) -> list[Held]:
         """Every task it still holds, oldest first (it has exited); it holds none after."""
         held = list(self.held)

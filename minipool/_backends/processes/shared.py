@@ -144,6 +144,11 @@ class Gate:
     def running(self) -> int:
         return int(self.jobs[RUNNING_CELL])
 
+    def was_revoked(self, task: int) -> bool:
+        """Whether task number ``task`` was taken back, so that the worker skips it (read
+        without the lock: a revoke is never undone; a later one may hide it, in RING)."""
+        return bool(self._ring[task % RING] == task)
+
     def has_started(self, task: int) -> bool:
         """Whether the worker claimed task number ``task`` (one not revoked)."""
         return bool(self.jobs[CLAIMED_CELL] >= task)
