@@ -148,6 +148,18 @@ def test_map_reads_an_endless_generator_lazily(make_pool: MakePool) -> None:
     assert pool.submit(jobs.square, 7).result(timeout=30) == 49
 
 
+@pytest.mark.parametrize("source", ["list", "generator"])
+def test_a_map_on_many_workers_refills_in_batches_and_loses_nothing(
+    make_pool: MakePool, source: str
+) -> None:
+    """With 8 workers a map refills its window a few chunks at a time (REFILL_SHARE), not
+    after every chunk: every result still comes, in order, from a list and a generator."""
+    pool = make_pool(8)
+    count = 20_000
+    items = list(range(count)) if source == "list" else (x for x in range(count))
+    assert list(pool.map(jobs.square, items)) == [x * x for x in range(count)]
+
+
 def test_abandoned_map_leaves_the_pool_usable(make_pool: MakePool) -> None:
     """Breaking out of a map early cancels its queued chunks; the pool stays usable."""
     pool = make_pool()

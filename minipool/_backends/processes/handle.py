@@ -263,24 +263,24 @@ class WorkerHandle:
         revoked = self.gate.revoke(waiting)
         if revoked is None:
             return None
-        numbers = set(revoked)
-        taken = [held for held in self.held if held.number in numbers]
-        self.held = deque(held for held in self.held if held.number not in numbers)
-        for held in taken:
-            self._forget(held)
-        return taken
+        return self._let_go(set(revoked))
 
     def drop_revoked(self) -> list[Held]:
         """Forget the tasks revoked at its gate (cancelled by their callers): it skips them
         without a word, so they would count as its work until its next outcome, which may
         never come if nothing else is sent to it."""
         gate = self.gate
-        dropped = [held for held in self.held if gate.was_revoked(held.number)]
-        if dropped:
-            self.held = deque(held for held in self.held if not gate.was_revoked(held.number))
-            for held in dropped:
-                self._forget(held)
-        return dropped
+        return self._let_go({held.number for held in self.held if gate.was_revoked(held.number)})
+
+    def _let_go(self, numbers: set[int]) -> list[Held]:
+        """Stop holding the tasks numbered ``numbers`` (it will never run them); those it held."""
+        if not numbers:
+            return []
+        gone = [held for held in self.held if held.number in numbers]
+        self.held = deque(held for held in self.held if held.number not in numbers)
+        for held in gone:
+            self._forget(held)
+        return gone
 
     def take_all(self) -> list[Held]:
         """Every task it still holds, oldest first (it has exited); it holds none after."""

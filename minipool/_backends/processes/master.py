@@ -263,7 +263,8 @@ class Master(BackendBase):
             key.data()
         for late in timeouts.expire(timed):
             _log.warning("minipool: %s", late)
-        self._watch.timed = {worker for worker in timed if self._watched(worker)}
+        if timed:
+            self._watch.timed = {worker for worker in timed if self._watched(worker)}
         self._advance()
 
     def _watched(self, worker: WorkerHandle) -> bool:
