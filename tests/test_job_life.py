@@ -109,6 +109,42 @@ def test_jobs_cancelled_at_a_busy_worker_do_not_hold_back_the_next(
     assert pool.submit(jobs.square, 3).result(timeout=30) == 9
 
 
+def test_a_worker_left_with_only_cancelled_jobs_takes_back_work_from_a_busy_one(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    """Both workers run a long job, each with jobs queued behind it; the callers cancel
+    those at the first. When its long job ends, the first worker is idle and must take
+    the jobs still waiting behind the second's. Before, the jobs it had skipped, cancelled,
+    made it look busy until its next outcome (none came): they waited for the long job."""
+    pool = make_pool(2)
+    warm = [pool.submit(jobs.square, x) for x in range(50)]  # measured: more may wait at each
+    assert [future.result(timeout=30) for future in warm] == [x * x for x in range(50)]
+    first, release_first = _blocker(pool, tmp_path, "first")
+    second, release_second = _blocker(pool, tmp_path, "second")
+    queued = [pool.submit(jobs.square, x) for x in range(6)]
+    workers = pool._backend._workers  # type: ignore[attr-defined]
+    assert wait_for(lambda: sum(len(worker.held) for worker in workers) == 8, timeout=30)
+    at_first = next(worker for worker in workers if first in _receivers(worker))
+    cancelled = [future for future in queued if future in _receivers(at_first)]
+    waiting = [future for future in queued if future not in cancelled]
+    assert cancelled and waiting
+    assert all(future.cancel() for future in cancelled)
+    release_first.touch()
+    assert first.result(timeout=30) == "first"
+    try:
+        assert [future.result(timeout=10) for future in waiting] == [
+            queued.index(future) ** 2 for future in waiting
+        ]
+        assert not second.done()
+    finally:
+        release_second.touch()
+    assert second.result(timeout=30) == "second"
+
+
+def _receivers(worker: Any) -> list[Any]:
+    return [held.task.receiver.future for held in worker.held]
+
+
 @pytest.fixture
 def frequent_thread_switches() -> Iterator[None]:
     """Switch threads every microsecond, so that races between threads show within a few runs."""

@@ -15,7 +15,9 @@
   a worker idles beside such tasks, the master looks again every
   ``RECHECK_SECONDS`` (``recheck``). Otherwise it looks only after what can
   make a worker idle or empty the queue (``changed``): a worker's last
-  outcome, its ``READY``, a death, a dispatch.
+  outcome, its ``READY``, a death, a dispatch, a caller's cancel of tasks that
+  wait at a worker (which skips them without a word: the master forgets them
+  when the caller revokes them, ``forget_revoked``).
 - **Requeue.** The jobs of a dead worker go back to the front of the queue in
   crash-safe pieces; a job that failed and may run again goes there as it is.
 
@@ -30,7 +32,7 @@ through its queue: it keeps none).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..._scheduling import MAX_JOBS_IN_FLIGHT, MIN_TASKS_IN_FLIGHT, JobTimer, crash_safe_jobs
 from ..._tasks import Task
@@ -77,9 +79,7 @@ class Dispatcher:
             task = pending[0]
             busy = len(worker.held) >= MIN_TASKS_IN_FLIGHT
             if busy and worker.jobs_in_flight + task.size > cap:
-                if not _drop_revoked(worker):
-                    return
-                continue  # it holds less than it seemed: look again
+                return
             pending.popleft()
             self._send(worker, task)
         self.changed = True  # the queue is empty: an idle worker may take back work
@@ -118,6 +118,13 @@ class Dispatcher:
                     held.task.receiver.unplace(held)
                 self.pending.extend(held.rest() for held in taken)
         self.dispatch(workers)
+
+    def forget_revoked(self, workers: Iterable[WorkerHandle]) -> None:
+        """Callers cancelled tasks that wait at ``workers``, which skip them without a word:
+        forget them now, or those workers would look busy, even when idle."""
+        for worker in workers:
+            if _drop_revoked(worker):
+                self.changed = True
 
     def requeue(self, tasks: list[Task]) -> None:
         """Put the jobs of a dead worker back at the front of the queue, in order.

@@ -28,8 +28,9 @@ import enum
 import fcntl
 import os
 import signal
+import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import Any
 
@@ -39,7 +40,7 @@ from ..._messages import STOP, FrameReader, Outbox, Outcome
 from ..._pickling import loads, rebuild_exception
 from ..._tasks import Task
 from . import worker as _worker
-from .shared import RING, Gate
+from .shared import RING
 from .start_method import EXIT_MAIN_CREATES_POOL
 
 _READ_SIZE = 1 << 20
@@ -73,20 +74,20 @@ class Held:
     It is also where the task waits, for its caller (see ``_tasks.Placement``).
     """
 
-    __slots__ = ("done", "gate", "number", "task")
+    __slots__ = ("done", "number", "task", "worker")
 
-    def __init__(self, task: Task, number: int, gate: Gate) -> None:
+    def __init__(self, task: Task, number: int, worker: WorkerHandle) -> None:
         self.task = task
         self.number = number
-        self.gate = gate
+        self.worker = worker
         self.done = 0
 
     def started(self) -> bool:
-        return self.gate.has_started(self.number)
+        return self.worker.gate.has_started(self.number)
 
     def revoke(self) -> bool:
         """Take the task back; False if the worker has started it (or cannot be asked)."""
-        return bool(self.gate.revoke([self.number]))
+        return self.worker.revoke_for_caller(self.number)
 
     def rest(self) -> Task:
         """The jobs still without an outcome, as a task."""
@@ -101,11 +102,29 @@ class Watch:
     A handle adds itself; the master takes the sets and drops handles that are gone.
     """
 
-    __slots__ = ("timed", "to_flush")
+    __slots__ = ("_lock", "_revoked", "_wake", "timed", "to_flush")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock, wake: Callable[[], None]) -> None:
         self.to_flush: set[WorkerHandle] = set()  # frames wait in its outbox
         self.timed: set[WorkerHandle] = set()  # it holds timed tasks, or must exit by a deadline
+        # Callers revoked tasks it holds (cancel(), a dropped map): written by caller
+        # threads, under the master's ``lock``, and each wakes the master (``wake``).
+        self._revoked: set[WorkerHandle] = set()
+        self._lock = lock
+        self._wake = wake
+
+    def caller_revoked(self, worker: WorkerHandle) -> None:
+        with self._lock:
+            self._revoked.add(worker)
+            self._wake()
+
+    def take_revoked(self) -> set[WorkerHandle]:
+        """The workers callers revoked tasks at since the last call (from the master thread)."""
+        if not self._revoked:
+            return self._revoked
+        with self._lock:
+            revoked, self._revoked = self._revoked, set()
+        return revoked
 
 
 class WorkerHandle:
@@ -223,7 +242,7 @@ class WorkerHandle:
 
     def hold(self, task: Task) -> Held:
         """The record ``task`` will have once sent (``send``): where it is to wait."""
-        return Held(task, self.tasks_sent + 1, self.gate)
+        return Held(task, self.tasks_sent + 1, self)
 
     def send(self, held: Held) -> None:
         task = held.task
@@ -264,6 +283,14 @@ class WorkerHandle:
         if revoked is None:
             return None
         return self._let_go(set(revoked))
+
+    def revoke_for_caller(self, number: int) -> bool:
+        """A caller's thread takes back task number ``number`` (it cancels it), unless the
+        worker started it; the master then forgets it (see ``drop_revoked``)."""
+        if not self.gate.revoke([number]):
+            return False
+        self._watch.caller_revoked(self)
+        return True
 
     def drop_revoked(self) -> list[Held]:
         """Forget the tasks revoked at its gate (cancelled by their callers): it skips them

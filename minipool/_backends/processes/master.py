@@ -24,6 +24,7 @@
                  (UNMAPPED, or the caller's last view gone: RETURN) is written again
   Pool.share ──► _sharing.share ──► one shared segment; RELEASE when released
   Future.cancel() ──► worker.gate (claim or revoke, under its lock) ◄── claims each task
+                 ──► _watch.caller_revoked, wakes ──► _dispatch.forget_revoked
   Future.running() ◄─ worker.gate.claimed ◄──────────────────────────── before it starts it
   Future / map chunk ◄── Receiver.deliver ◄── _ledger (retries, stats) ◄── Outcome frames
   log_sink / logging ◄── LogRouter.deliver ◄── LOGS frames, and after a crash
@@ -36,7 +37,8 @@
 Caller threads pickle their jobs themselves (so a bad argument fails at
 ``submit``), append the ``Task`` to the queue and write one byte to the
 wakeup pipe. They never write to a worker; the one thing they touch is a
-worker's gate, when they cancel a job that waits there.
+worker's gate, when they cancel a job that waits there (and they wake the
+master, which stops counting that job as the worker's work).
 
 The master thread is the only one that talks to workers. It sleeps in one
 ``select`` until a worker writes, a worker exits, a caller wakes it or a
@@ -157,7 +159,7 @@ class Master(BackendBase):
         # to close (see disown). Added before each is shared, removed before it closes.
         self._owned_fds: set[int] = {*self._wakeup.fds(), *_selector_fds(self._selector)}
         self._blocked_writers: set[int] = set()
-        self._watch = Watch()
+        self._watch = Watch(self._lock, self._wakeup.wake)
         self._workers: list[WorkerHandle | None] = [None] * self.workers
         self._thread = threading.Thread(target=self._run, name="minipool-master", daemon=True)
         _exits.register(self)  # before the first worker is forked: it must disown the pool
@@ -272,6 +274,7 @@ class Master(BackendBase):
 
     def _advance(self) -> None:
         """What to do after each round of events: cancel, dispatch, rebalance, retire, write."""
+        self._dispatch.forget_revoked(self._watch.take_revoked())
         if self._shared.stop_requested:
             self._cancel_unstarted(STOPPED)
             self._retire_all()
