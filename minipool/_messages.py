@@ -336,13 +336,21 @@ def generation_of(payload: memoryview) -> int:
     return int(_GENERATION.unpack_from(payload, 0)[0])
 
 
-def encode_event(kind: int, fields: Mapping[str, Any]) -> bytes:
-    """Pickle one event; a value that does not pickle travels as its ``repr``."""
+def encode_event(kind: int, job_id: int | None, event: Any) -> bytes:
+    """Pickle one event of job ``job_id``; a value that does not pickle travels as its
+    ``repr`` (a value of ``event``, or of a dict or tuple ``event`` holds)."""
     try:
-        return pickle.dumps((kind, fields), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((kind, job_id, event), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
-        safe = {key: _picklable_or_repr(value) for key, value in fields.items()}
-        return pickle.dumps((kind, safe), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((kind, job_id, _safe(event)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _safe(value: Any, depth: int = 2) -> Any:
+    if depth and isinstance(value, tuple):
+        return tuple(_safe(item, depth - 1) for item in value)
+    if depth and isinstance(value, Mapping):
+        return {key: _safe(item, depth - 1) for key, item in value.items()}
+    return _picklable_or_repr(value)
 
 
 def _picklable_or_repr(value: Any) -> Any:
@@ -355,14 +363,15 @@ def _picklable_or_repr(value: Any) -> Any:
 
 def decode_events(
     payload: bytes | memoryview,
-) -> Iterator[tuple[int, dict[str, Any]] | BaseException]:
-    """The ``(kind, fields)`` of each event in a ``LOGS`` payload, or why one did not unpickle."""
+) -> Iterator[tuple[int, int | None, Any] | BaseException]:
+    """The ``(kind, job_id, event)`` of each event in a ``LOGS`` payload, or why one did
+    not unpickle."""
     position = _GENERATION.size
     end = len(payload)
     while position + _LENGTH.size <= end:
         (size,) = _LENGTH.unpack_from(payload, position)
         position += _LENGTH.size
-        event: tuple[int, dict[str, Any]] | BaseException
+        event: tuple[int, int | None, Any] | BaseException
         try:
             event = pickle.loads(payload[position : position + size])
         except BaseException as error:  # a class the caller cannot import; a hostile __reduce__

@@ -512,6 +512,42 @@ def log_stdlib(name: str, level: int, message: str) -> None:
     logging.getLogger(name).log(level, message, extra={"color": "blue"})
 
 
+# Every attribute of a record a formatter can name (taskName exists from 3.12).
+EVERY_RECORD_FIELD = (
+    "%(name)s|%(levelno)d|%(levelname)s|%(pathname)s|%(filename)s|%(module)s|%(lineno)d|"
+    "%(funcName)s|%(created)f|%(asctime)s|%(msecs)d|%(relativeCreated)d|%(thread)d|"
+    "%(threadName)s|%(processName)s|%(process)d|%(message)s|%(color)s"
+    + ("|%(taskName)s" if sys.version_info >= (3, 12) else "")
+)
+
+
+class _Formatted(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(EVERY_RECORD_FIELD))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def log_stdlib_formatted(name: str) -> str:
+    """Log one record with arguments, an extra and a stack; return it as the worker formats it."""
+    logger = logging.getLogger(name)
+    local = _Formatted()
+    logger.addHandler(local)
+    try:
+        logger.warning("%s and %d", "words", 7, extra={"color": "red"}, stack_info=True)
+    finally:
+        logger.removeHandler(local)
+    [line] = local.lines
+    return line
+
+
+def log_stdlib_unpicklable(name: str) -> None:
+    logging.getLogger(name).info("odd extra", extra={"lock": threading.Lock(), "color": "green"})
+
+
 def log_at_each_level(name: str) -> None:
     """One stdlib record and one structlog event at DEBUG, INFO and WARNING."""
     for level in (logging.DEBUG, logging.INFO, logging.WARNING):

@@ -148,6 +148,35 @@ def test_stdlib_records_reach_the_callers_handlers(
     assert record.color == "blue"  # type: ignore[attr-defined]
 
 
+def test_a_record_formats_in_the_caller_as_in_its_worker(
+    make_pool: Callable[..., minipool.Pool], caller_logger: tuple[str, ListHandler]
+) -> None:
+    """Every attribute a format string can name travels: the caller's formatter writes the
+    very line a formatter in the worker wrote (a stack included)."""
+    name, handler = caller_logger
+    with make_pool(1) as pool:
+        in_worker = pool.submit(jobs.log_stdlib_formatted, name).result(TIMEOUT)
+    [record] = handler.records
+    assert logging.Formatter(jobs.EVERY_RECORD_FIELD).format(record) == in_worker
+    assert "words and 7" in in_worker and "Stack (most recent call last)" in in_worker
+    assert record.args is None and record.exc_info is None
+
+
+def test_a_records_extras_reach_the_sink_and_odd_ones_arrive_as_their_repr(
+    make_pool: Callable[..., minipool.Pool], caller_logger: tuple[str, ListHandler]
+) -> None:
+    """Through ``log_sink``, a record is an event dict with its ``extra=`` keys; an extra
+    that does not pickle arrives as its repr, and the others as they are."""
+    name, _ = caller_logger
+    events: Events = []
+    with make_pool(1, log_sink=events.append) as pool:
+        pool.submit(jobs.log_stdlib_unpicklable, name).result(TIMEOUT)
+    [event] = events
+    assert (event["event"], event["level"], event["logger"]) == ("odd extra", "info", name)
+    assert (event["color"], event["job_id"], event["worker_id"]) == ("green", 0, 0)
+    assert "lock" in event["lock"]
+
+
 def test_structlog_events_go_through_the_callers_structlog(
     make_pool: Callable[..., minipool.Pool], structlog_defaults: None
 ) -> None:

@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,13 +276,13 @@ def _collected_logs(events: list[bytes] | None = None) -> Iterator[list[bytes]]:
         _collecting.events = None
 
 
-def _ship(kind: int, fields: MutableMapping[str, Any]) -> None:
+def _ship(kind: int, event: Any) -> None:
     events = getattr(_collecting, "events", None)
     context = _context.current()
-    fields["job_id"] = None if context is None else context.job_id()
+    job_id = None if context is None else context.job_id()
     if events is not None:
-        events.append(encode_event(kind, fields))
+        events.append(encode_event(kind, job_id, event))
     elif kind == STRUCTLOG_EVENT:
         # Logged outside a job (a teardown, a thread a job left behind): the
         # worker's own stderr is the one place it can still go.
-        print(f"minipool: {dict(fields)!r}", file=sys.stderr)
+        print(f"minipool: {dict(event, job_id=job_id)!r}", file=sys.stderr)

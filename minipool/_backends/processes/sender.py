@@ -32,12 +32,13 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from time import monotonic, perf_counter
 from typing import Any
 
 from ..._execute import Results
 from ..._log_shipping import LOG_FLUSH_SECONDS
+from ..._logging import as_event_dict
 from ..._messages import LOGS, OUTCOME, UNMAPPED, Outbox, encode_event, join_paths
 from ..._segment_maps import take_unmapped
 from .log_spill import LogSpill
@@ -149,12 +150,13 @@ class Sender:
         """In a process a job forked: write nothing to the worker's pipe or spill from here."""
         self._disowned = True
 
-    def ship(self, kind: int, fields: MutableMapping[str, Any]) -> None:
-        fields["job_id"] = self._job_id()
+    def ship(self, kind: int, event: Any) -> None:
+        job_id = self._job_id()
         if self._disowned:  # before the lock, which the fork may have copied taken
-            print(json.dumps(dict(fields), default=repr), file=sys.stderr, flush=True)
+            readable = as_event_dict(kind, job_id, event, None, os.getpid())
+            print(json.dumps(readable, default=repr), file=sys.stderr, flush=True)
             return
-        record = encode_event(kind, fields)
+        record = encode_event(kind, job_id, event)
         with self._lock:
             # A closed results pipe means the master is gone; the lifeline
             # thread ends this process soon, and a job's log call must not fail
