@@ -43,6 +43,7 @@ import uuid
 from typing import Any, TypeVar
 
 import dask
+from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed import Future as DaskFuture
 from distributed.scheduler import KilledWorker
@@ -68,7 +69,9 @@ LOCAL_CLUSTER_CONFIG = {
 # result (milliseconds; microseconds on the process pool), so chunks run 10x
 # longer than there to keep that a few percent.
 CHUNK_SECONDS = 0.1
-# How long to wait for a scheduler that does not answer.
+# How long to wait for a scheduler that does not answer (or, once lost, to
+# come back), unless Dask's own ``distributed.comm.timeouts.connect`` is
+# shorter: Dask's default of 30 s is long for an address with a typo.
 CONNECT_TIMEOUT_SECONDS = 10
 STOPPED = "the pool was stopped before this job ran"
 CANCELLED = "the pool was stopped or shut down before this job ran"
@@ -369,6 +372,11 @@ class _DaskPlacement:
         return self._backend._revoke(self._key, self._future)
 
 
+def _connect_timeout() -> float:
+    configured = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
+    return min(float(CONNECT_TIMEOUT_SECONDS), float(configured))
+
+
 def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
     """A client for ``cluster``, and what minipool made (and so closes), client first."""
     if isinstance(cluster, Client):
@@ -390,7 +398,7 @@ def _connect(cluster: Any, workers: int | None) -> tuple[Client, list[Any]]:
             f"distributed.Client, or 'local' for a cluster on this machine; got {cluster!r}"
         )
     try:
-        client = Client(cluster, set_as_default=False, timeout=CONNECT_TIMEOUT_SECONDS)
+        client = Client(cluster, set_as_default=False, timeout=_connect_timeout())
     except OSError as error:
         raise OSError(
             f"could not connect to the Dask scheduler at {cluster!r}: {error}. Start one with "
