@@ -11,13 +11,14 @@ import soak  # the benchmark's own soak, run small
 
 
 def test_chaos_soak_loses_nothing_and_never_hangs(start_method: str) -> None:
-    """2 000 jobs; each run kills its worker with p=0.02 or hangs with p=0.01; retries=3.
+    """1 000 jobs; each run kills its worker with p=0.02 or hangs with p=0.01; retries=3
+    (about 20 kills and 10 timeouts a run; benchmarks/soak.py runs the long soak).
 
     Every job gets exactly one outcome, results are right, nothing hangs; with
     three retries nearly every job succeeds.
     """
     report = soak.soak(
-        2_000,
+        1_000,
         kill_rate=0.02,
         hang_rate=0.01,
         timeout=0.2,
@@ -28,7 +29,7 @@ def test_chaos_soak_loses_nothing_and_never_hangs(start_method: str) -> None:
     assert not report.hung
     assert report.lost == 0
     assert report.wrong == 0
-    assert report.correct >= 1_990
+    assert report.correct >= 995
     assert set(report.errors) <= {"WorkerCrashed", "TaskTimeout"}
     assert report.worker_restarts > 0
     # Every worker death was pinned on one job, which then ran again or failed.
