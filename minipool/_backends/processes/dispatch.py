@@ -126,6 +126,26 @@ class Dispatcher:
             if _drop_revoked(worker):
                 self.changed = True
 
+    def cancel_unstarted(self, workers: Sequence[WorkerHandle | None], reason: str) -> None:
+        """Cancel every job no worker has started: those queued, and those taken back."""
+        pending = self.pending
+        while pending:
+            task = pending.popleft()
+            task.receiver.cancel(task.offset, task.size, reason)
+        for worker in workers:
+            if worker is not None and worker.life is not Life.KILLED:
+                for held in worker.take_back() or ():
+                    held.task.receiver.unplace(held)
+                    rest = held.rest()
+                    rest.receiver.cancel(rest.offset, rest.size, reason)
+
+    def work_left(self, workers: Sequence[WorkerHandle | None]) -> bool:
+        """Jobs queued, or held by a worker for a caller who still wants them."""
+        if self.pending:
+            return True
+        live = (worker for worker in workers if worker is not None)
+        return any(not held.task.receiver.abandoned for worker in live for held in worker.held)
+
     def requeue(self, tasks: list[Task]) -> None:
         """Put the jobs of a dead worker back at the front of the queue, in order.
 

@@ -35,13 +35,12 @@ from time import monotonic
 from typing import Any
 
 from ..._context import CLAIMED_CELL, IDLE
-from ..._errors import INIT_ADVICE, InitError, PoolError, TaskTimeout, WorkerCrashed
+from ..._errors import InitError, PoolError
 from ..._messages import STOP, FrameReader, Outbox, Outcome
-from ..._pickling import loads, rebuild_exception
 from ..._tasks import Task
+from . import ends
 from . import worker as _worker
 from .shared import RING
-from .start_method import EXIT_MAIN_CREATES_POOL
 
 _READ_SIZE = 1 << 20
 # Linux lets an unprivileged process grow a pipe to 1 MiB (from 64 KiB): a
@@ -52,12 +51,6 @@ _PIPE_SIZE = 1 << 20
 # for multiprocessing to flush what a job put in its queues; short enough that
 # shutdown() does not wait on a thread or a process a job left running.
 EXIT_GRACE_SECONDS = 5.0
-_SIGNAL_HINTS = {
-    signal.SIGKILL: " (often the out-of-memory killer)",
-    signal.SIGSEGV: " (a crash in native code)",
-    signal.SIGBUS: " (a crash in native code)",
-    signal.SIGABRT: " (an abort in native code)",
-}
 
 
 class Life(enum.Enum):
@@ -374,14 +367,7 @@ class WorkerHandle:
 
     def init_failed(self, payload: memoryview) -> None:
         """Its init raised (an ``INIT_FAILED`` frame): the error its exit will count."""
-        cause = rebuild_exception(loads(payload))
-        error = InitError(
-            f"init failed in worker {self.slot} (pid {self.pid}): "
-            f"{type(cause).__name__}: {cause}. {INIT_ADVICE}",
-            worker_id=self.slot,
-        )
-        error.__cause__ = cause
-        self.init_error = error
+        self.init_error = ends.init_error(self.slot, self.pid, payload)
 
     @property
     def died_in_init(self) -> bool:
@@ -392,21 +378,7 @@ class WorkerHandle:
 
     def init_failure(self, exitcode: int | None) -> InitError:
         """Why it ended before its init finished."""
-        if self.init_error is not None:
-            return self.init_error
-        if exitcode == EXIT_MAIN_CREATES_POOL:
-            return InitError(
-                f"worker {self.slot} (pid {self.pid}) could not start: importing the "
-                "caller's __main__ again, as workers that are not forked do, created "
-                "another Pool. Put the code that creates the pool under "
-                "if __name__ == \"__main__\":, or pass start_method='fork'.",
-                worker_id=self.slot,
-            )
-        how, _ = self.describe_exit(exitcode)
-        return InitError(
-            f"worker {self.slot} (pid {self.pid}) {how} while running init. {INIT_ADVICE}",
-            worker_id=self.slot,
-        )
+        return self.init_error or ends.init_failure(self.slot, self.pid, exitcode)
 
     def kill_for(self, job: int) -> None:
         """``job`` overran its ``task_timeout``: SIGKILL the process (its exit settles the job)."""
@@ -485,34 +457,8 @@ class WorkerHandle:
     def crash_error(self, exitcode: int | None, job_id: int, timeout: float | None) -> PoolError:
         """The error for the job this worker was running when it died."""
         if job_id == self.killed_for and timeout is not None:
-            return TaskTimeout(
-                f"job {job_id} ran longer than task_timeout={timeout:g} s in worker "
-                f"{self.slot} (pid {self.pid}); the worker was killed and replaced",
-                job_id=job_id,
-                seconds=timeout,
-            )
-        how, signal_name = self.describe_exit(exitcode)
-        return WorkerCrashed(
-            f"worker {self.slot} (pid {self.pid}) {how} while running job {job_id}; "
-            "the pool replaced it and runs on",
-            job_id=job_id,
-            worker_id=self.slot,
-            pid=self.pid,
-            exitcode=exitcode,
-            signal=signal_name,
-        )
-
-    def describe_exit(self, exitcode: int | None) -> tuple[str, str | None]:
-        """How the process ended, in words, and the signal name if one killed it."""
-        if exitcode is None:
-            return "exited", None
-        if exitcode < 0:
-            try:
-                number = signal.Signals(-exitcode)
-            except ValueError:
-                return f"was killed by signal {-exitcode}", str(-exitcode)
-            return f"was killed by {number.name}{_SIGNAL_HINTS.get(number, '')}", number.name
-        return f"exited with code {exitcode}", None
+            return ends.timeout_error(self.slot, self.pid, job_id, timeout)
+        return ends.crash_error(self.slot, self.pid, exitcode, job_id)
 
 
 def _enlarge(fd: int) -> None:

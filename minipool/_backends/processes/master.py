@@ -15,21 +15,21 @@
                                          │                                       UNMAPPED; reads
                                          │                                       Chunk, STOP,
                                          │                                       RELEASE, RETURN)
-                                         └─ then _advance(): _dispatch.dispatch,
-                                            _dispatch.rebalance (take back, send again),
-                                            _send_releases, _return_results, and
-                                            write to the workers in _watch.to_flush
+                                         └─ then _advance(): _dispatch.forget_revoked,
+                                            _dispatch.dispatch, _dispatch.rebalance (take
+                                            back, send again), _returns.send, and write
+                                            to the workers in _watch.to_flush
   large buffers: Task.frame ──► segments (files in /dev/shm) ──► mapped by the worker;
                  worker results ──► segments ──► mapped by _ledger; a segment let go of
-                 (UNMAPPED, or the caller's last view gone: RETURN) is written again
-  Pool.share ──► _sharing.share ──► one shared segment; RELEASE when released
+                 (UNMAPPED, or the caller's last view gone: _returns, RETURN) is written again
+  Pool.share ──► _sharing.share ──► one shared segment; _returns.release ──► RELEASE
   Future.cancel() ──► worker.gate (claim or revoke, under its lock) ◄── claims each task
                  ──► _watch.caller_revoked, wakes ──► _dispatch.forget_revoked
   Future.running() ◄─ worker.gate.claimed ◄──────────────────────────── before it starts it
   Future / map chunk ◄── Receiver.deliver ◄── _ledger (retries, stats) ◄── Outcome frames
   log_sink / logging ◄── LogRouter.deliver ◄── LOGS frames, and after a crash
                                                _log_spills[slot] ◄──────── Sender.ship
-  dead worker ──► blame.judge(held, gate) ──► culprit: WorkerCrashed / TaskTimeout;
+  dead worker ──► blame.judge(held, gate) ──► culprit: WorkerCrashed / TaskTimeout (ends);
                                               the rest: _dispatch.requeue
   timeouts.expire(_watch.timed): gate.started + task_timeout ──► kill the overrunning worker
   Pool.stop() ──► _shared.stop (flag) ───────────────────────────► checked between jobs
@@ -94,17 +94,13 @@ from ..._messages import (
     OUTCOME,
     READY,
     RECYCLING,
-    RELEASE,
-    RETURN,
     UNMAPPED,
     Outcome,
     generation_of,
-    join_paths,
     split_paths,
 )
 from ..._options import PoolOptions
 from ..._scheduling import LONGEST_CHUNK_SECONDS, TARGET_CHUNK_SECONDS
-from ..._segment_maps import take_unmapped, unlink, writer_pid
 from ..._segments import SegmentDir
 from ..._sharing import Shared, share
 from ..._tasks import Task
@@ -112,9 +108,10 @@ from ..base import BackendBase
 from . import timeouts
 from .blame import judge
 from .dispatch import RECHECK_SECONDS, Dispatcher
-from .handle import Held, Life, Watch, WorkerHandle
+from .handle import Held, Watch, WorkerHandle
 from .handover import InitCall
 from .log_spill import LogSpill
+from .returns import Returns
 from .shared import Gate, SharedState
 from .start_method import choose_start_method
 from .wakeup import Wakeup
@@ -146,7 +143,6 @@ class Master(BackendBase):
         )
         self._shared = SharedState()
         self.segments = SegmentDir.create()
-        self._released: list[str] = []  # Shareds' segments the workers must drop (RELEASE)
         self._dispatch = Dispatcher(options.max_tasks_per_worker, lambda: self._completed)
         self._logs = LogRouter(options.log_sink)
         self._log_spills = [LogSpill() for _ in range(self.workers)]
@@ -154,6 +150,7 @@ class Master(BackendBase):
         self._init_failures = 0  # in a row, across workers; reset by a successful init
         self._selector = selectors.DefaultSelector()
         self._wakeup = Wakeup(self._lock)
+        self._returns = Returns(self._lock, self._wakeup.wake, self.segments)
         self._selector.register(self._wakeup.reader, selectors.EVENT_READ, self._wakeup.drain)
         # Every fd of this process that belongs to the pool, for a forked child
         # to close (see disown). Added before each is shared, removed before it closes.
@@ -190,12 +187,7 @@ class Master(BackendBase):
             self._done.wait()
 
     def share(self, value: T) -> Shared[T]:
-        return share(value, self.segments, self._release)
-
-    def _release(self, path: str) -> None:
-        with self._lock:
-            self._released.append(path)
-            self._wakeup.wake()
+        return share(value, self.segments, self._returns.release)
 
     def stop(self) -> None:
         if self.disowned:
@@ -276,76 +268,26 @@ class Master(BackendBase):
         """What to do after each round of events: cancel, dispatch, rebalance, retire, write."""
         self._dispatch.forget_revoked(self._watch.take_revoked())
         if self._shared.stop_requested:
-            self._cancel_unstarted(STOPPED)
+            self._dispatch.cancel_unstarted(self._workers, STOPPED)
             self._retire_all()
         elif self._broken is not None:
             self._retire_all()
         else:
             if self._cancel_pending:
-                self._cancel_unstarted(SHUT_DOWN)
+                self._dispatch.cancel_unstarted(self._workers, SHUT_DOWN)
             self._dispatch.dispatch(self._workers)
             self._dispatch.rebalance(self._workers)
-            if self._closing and not self._work_left():
+            if self._closing and not self._dispatch.work_left(self._workers):
                 self._retire_all()
-        self._send_releases()
-        self._return_results()
+        self._returns.send(self._workers, self._watch.to_flush)
         to_flush, self._watch.to_flush = self._watch.to_flush, set()
         for worker in to_flush:
             self._flush(worker)
-
-    def _send_releases(self) -> None:
-        """Tell every worker which released Shareds to drop."""
-        if not self._released:
-            return
-        with self._lock:
-            released, self._released = self._released, []
-        for worker in self._workers:
-            if worker is not None:
-                for path in released:
-                    worker.outbox.add(RELEASE, os.fsencode(path))
-                self._watch.to_flush.add(worker)
-
-    def _return_results(self) -> None:
-        """Give back to their workers the result segments the caller let go of."""
-        unmapped = take_unmapped(self.segments.path) if self.segments is not None else []
-        if not unmapped:
-            return
-        workers = {worker.pid: worker for worker in self._workers if worker is not None}
-        back: dict[WorkerHandle, list[str]] = {}
-        for path in unmapped:
-            worker = workers.get(writer_pid(path))
-            if worker is None:
-                unlink(path)  # its worker is gone
-            else:
-                back.setdefault(worker, []).append(path)
-        for worker, paths in back.items():
-            worker.outbox.add(RETURN, join_paths(paths))
-            self._watch.to_flush.add(worker)
-
-    def _cancel_unstarted(self, reason: str) -> None:
-        """Cancel every job no worker has started: those queued, and those taken back."""
-        pending = self._dispatch.pending
-        while pending:
-            task = pending.popleft()
-            task.receiver.cancel(task.offset, task.size, reason)
-        for worker in self._workers:
-            if worker is not None and worker.life is not Life.KILLED:
-                for held in worker.take_back() or ():
-                    held.task.receiver.unplace(held)
-                    rest = held.rest()
-                    rest.receiver.cancel(rest.offset, rest.size, reason)
 
     def _retire_all(self) -> None:
         for worker in self._workers:
             if worker is not None:
                 worker.retire()
-
-    def _work_left(self) -> bool:
-        """Jobs queued, or held by a worker for a caller who still wants them."""
-        if self._dispatch.pending:
-            return True
-        live = (worker for worker in self._workers if worker is not None)
-        return any(not held.task.receiver.abandoned for worker in live for held in worker.held)
 
     def _flush(self, worker: WorkerHandle) -> None:
         if self._workers[worker.slot] is not worker:
@@ -425,7 +367,7 @@ class Master(BackendBase):
             if self._init_failures >= INIT_ATTEMPTS:
                 self._break(worker.init_failure(exitcode))
         self._settle_held(worker, exitcode)
-        has_work = not self._closing or self._work_left()
+        has_work = not self._closing or self._dispatch.work_left(self._workers)
         if self._broken is None and not self._shared.stop_requested and has_work:
             self._respawn(worker.slot)
 
