@@ -54,6 +54,8 @@ TINY_MAP_SLOW_ITEMS = 5_000
 MP_CHUNKSIZES = (1_000, 5_000, 10_000)
 TUNED_CHUNKSIZE = 10_000
 TINY_SUBMIT_JOBS = 20_000
+# Issue 19's target for submit + result, as a ratio to apply_async (v1's was 1.0).
+SUBMIT_TARGET = 0.7
 SUBMIT_CALLS = {MP: "apply_async + get", MPIRE: "apply_async + get", PEBBLE: "schedule + result"}
 SHUTDOWNS = {MP: "close() + join()", PEBBLE: "close() + join()", MPIRE: "stop_and_join()"}
 STARTUP_REPEATS = 10
@@ -240,7 +242,7 @@ def tiny_submit(config: Config) -> list[Metric]:
             rows,
             (rows[0].label,),
             [
-                Target(mine, "<=", 1.0, relative=True),
+                Target(mine, "<=", SUBMIT_TARGET, relative=True),
                 Target(mine, "<=", 0.5, relative=True, stretch=True),
             ],
             peer_notes("joblib has no submit()"),
@@ -504,9 +506,9 @@ def cpu_bound(config: Config) -> list[Metric]:
             "efficiency",
             HIGHER,
             [bare, *[case.row for case in cases]],
-            (bare.label,),
-            [Target(mine, ">=", 0.95, relative=True)],
-            peer_notes(),
+            tuple(case.row.label for case in cases if engines.is_peer(case.row.engine)),
+            [Target(mine, ">=", 1.0, relative=True)],
+            peer_notes("reference: the best peer's efficiency"),
         )
     ]
 

@@ -45,7 +45,7 @@ sys.path.insert(0, HERE)
 import engines  # noqa: E402 -- importable once this file's directory is on sys.path
 import report  # noqa: E402 -- likewise
 from engines import MINIPOOL, MP, PPE  # noqa: E402 -- likewise
-from report import LOWER, Metric, Row, Target  # noqa: E402 -- likewise
+from report import HIGHER, LOWER, Metric, Row, Target  # noqa: E402 -- likewise
 
 ENGINES = (MP, PPE, MINIPOOL)
 JOB_SECONDS = 0.001
@@ -57,6 +57,8 @@ PROJECTED_COLUMNS = tuple(f"{seconds * 1e3:g} ms jobs" for seconds in PROJECTED_
 # minipool's map sizes chunks to this (see minipool/_scheduling.py); every
 # engine's projection uses the same chunks.
 TARGET_CHUNK_SECONDS = 0.01
+# Issue 19's target: the caller keeps at least this many workers busy with 10 ms jobs.
+TARGET_SATURATION_WORKERS = 64
 MASTER_THREAD = "minipool-master"
 THREADS = ("master thread", "calling thread")
 
@@ -134,6 +136,11 @@ class Cost:
         per_job = max(0.0, (ten - one) / 9)
         return cls(max(0.0, one - per_job), per_job)
 
+    @classmethod
+    def of_run(cls, run: dict[str, Sample]) -> Cost:
+        one, ten = run["map, chunksize=1"], run["map, chunksize=10"]
+        return cls.of(one.process_cpu / one.jobs, ten.process_cpu / (ten.jobs / 10))
+
     def saturating_workers(self, job_seconds: float) -> float:
         """Workers whose chunks of ``job_seconds`` jobs keep one core of the caller busy."""
         size = max(1, round(TARGET_CHUNK_SECONDS / job_seconds))
@@ -178,7 +185,30 @@ def metrics_for(workers: int, runs: list[dict[str, dict[str, Sample]]]) -> list[
                 [Target(mine, "<=", 1.0, relative=True)] if judged else [],
             )
         )
+    metrics.append(projection_metric(workers, runs))
     return metrics
+
+
+def projection_metric(workers: int, runs: list[dict[str, dict[str, Sample]]]) -> Metric:
+    """Each round's projection for 10 ms jobs, per engine; minipool judged on its own."""
+    rows = [
+        Row(
+            f"{engine}: workers that saturate the caller, 10 ms jobs",
+            engine,
+            [Cost.of_run(run[engine]).saturating_workers(0.01) for run in runs],
+        )
+        for engine in ENGINES
+    ]
+    return Metric(
+        "master_projection",
+        f"from the two maps at {workers} workers: the worker count at which the caller's "
+        "process would spend one whole core, for 10 ms jobs in 10 ms chunks",
+        "workers",
+        HIGHER,
+        rows,
+        (rows[0].label,),
+        [Target(rows[ENGINES.index(MINIPOOL)].label, ">=", TARGET_SATURATION_WORKERS, False)],
+    )
 
 
 def projection(all_runs: dict[int, list[dict[str, dict[str, Sample]]]]) -> list[list[str]]:
@@ -186,10 +216,11 @@ def projection(all_runs: dict[int, list[dict[str, dict[str, Sample]]]]) -> list[
     rows = []
     for workers, runs in all_runs.items():
         for engine in ENGINES:
-            one = statistics.median([r[engine]["map, chunksize=1"].process_cpu for r in runs])
-            ten = statistics.median([r[engine]["map, chunksize=10"].process_cpu for r in runs])
-            jobs = runs[0][engine]["map, chunksize=1"].jobs
-            cost = Cost.of(one / jobs, ten / (jobs / 10))
+            costs = [Cost.of_run(run[engine]) for run in runs]
+            cost = Cost(
+                statistics.median(c.per_chunk for c in costs),
+                statistics.median(c.per_job for c in costs),
+            )
             figures = [
                 f"{cost.saturating_workers(seconds):,.0f}" for seconds in PROJECTED_JOB_SECONDS
             ]
