@@ -119,7 +119,8 @@ def test_bench_crash_delivers_199_and_minipool_passes(tmp_path: Path) -> None:
 
 def test_bench_master_measures_every_engine_and_projects_its_saturation(tmp_path: Path) -> None:
     """One small round at 1 and 4 workers: a table per way in, each with every engine and
-    minipool's master thread alone; the projection; and run_all's summary of its targets."""
+    minipool's master thread alone; the projection, as a table and as a judged workload; and
+    run_all's summary of its targets."""
     out = tmp_path / "master.json"
     args = ("--workers", "1", "4", "--rounds", "1", "--scale", "0.04", "--json", str(out))
     done = _bench("bench_master.py", *args, timeout=60)
@@ -128,7 +129,12 @@ def test_bench_master_measures_every_engine_and_projects_its_saturation(tmp_path
     assert [run["workers"] for run in master["runs"]] == [1, 4]
     for run in master["runs"]:
         workloads = {metric["workload"]: metric for metric in run["metrics"]}
-        assert set(workloads) == {"master_map_1", "master_map_10", "master_submit"}
+        assert set(workloads) == {
+            "master_map_1",
+            "master_map_10",
+            "master_submit",
+            "master_projection",
+        }
         for metric in workloads.values():
             assert {row["engine"] for row in metric["rows"]} == {"mp", "ppe", "minipool"}
             assert all(row["median"] > 0 for row in metric["rows"]), metric["rows"]
@@ -138,7 +144,8 @@ def test_bench_master_measures_every_engine_and_projects_its_saturation(tmp_path
 
     suite = {"master": master, **dict.fromkeys(("engine", "scaling", "logs", "crash"))}
     judged = {(row[0], row[1].split(" ")[0]) for row in run_all.summary(suite)}
-    assert judged == {(w, m) for w in ("1", "4") for m in ("master_map_1", "master_map_10")}
+    judged_workloads = ("master_map_1", "master_map_10", "master_projection")
+    assert judged == {(w, m) for w in ("1", "4") for m in judged_workloads}
 
 
 def test_bench_logs_runs_and_counts_every_record(tmp_path: Path) -> None:
