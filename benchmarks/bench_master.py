@@ -59,6 +59,7 @@ PROJECTED_COLUMNS = tuple(f"{seconds * 1e3:g} ms jobs" for seconds in PROJECTED_
 TARGET_CHUNK_SECONDS = 0.01
 # Issue 19's target: the caller keeps at least this many workers busy with 10 ms jobs.
 TARGET_SATURATION_WORKERS = 64
+JUDGED_JOB_SECONDS = 0.01
 MASTER_THREAD = "minipool-master"
 THREADS = ("master thread", "calling thread")
 
@@ -195,7 +196,7 @@ def projection_metric(workers: int, runs: list[dict[str, dict[str, Sample]]]) ->
         Row(
             f"{engine}: workers that saturate the caller, 10 ms jobs",
             engine,
-            [Cost.of_run(run[engine]).saturating_workers(0.01) for run in runs],
+            [Cost.of_run(run[engine]).saturating_workers(JUDGED_JOB_SECONDS) for run in runs],
         )
         for engine in ENGINES
     ]
