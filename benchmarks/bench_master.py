@@ -59,7 +59,7 @@ PROJECTED_COLUMNS = tuple(f"{seconds * 1e3:g} ms jobs" for seconds in PROJECTED_
 TARGET_CHUNK_SECONDS = 0.01
 # Issue 19's target: the caller keeps at least this many workers busy with 10 ms jobs.
 TARGET_SATURATION_WORKERS = 64
-JUDGED_JOB_SECONDS = 0.01
+JUDGED_JOB_SECONDS = PROJECTED_JOB_SECONDS[1]  # the projection that target judges: 10 ms jobs
 MASTER_THREAD = "minipool-master"
 THREADS = ("master thread", "calling thread")
 
@@ -190,20 +190,31 @@ def metrics_for(workers: int, runs: list[dict[str, dict[str, Sample]]]) -> list[
     return metrics
 
 
+def saturations(
+    runs: list[dict[str, dict[str, Sample]]], engine: str, seconds: float
+) -> list[float]:
+    """Each round's projection for ``engine``: workers of ``seconds`` jobs that take the
+    caller a core. The table and the judged metric both take their median."""
+    return [Cost.of_run(run[engine]).saturating_workers(seconds) for run in runs]
+
+
 def projection_metric(workers: int, runs: list[dict[str, dict[str, Sample]]]) -> Metric:
-    """Each round's projection for 10 ms jobs, per engine; minipool judged on its own."""
+    """Each round's projection for ``JUDGED_JOB_SECONDS`` jobs, per engine; minipool judged
+    on its own."""
+    jobs = f"{JUDGED_JOB_SECONDS * 1e3:g} ms jobs"
     rows = [
         Row(
-            f"{engine}: workers that saturate the caller, 10 ms jobs",
+            f"{engine}: workers that saturate the caller, {jobs}",
             engine,
-            [Cost.of_run(run[engine]).saturating_workers(JUDGED_JOB_SECONDS) for run in runs],
+            saturations(runs, engine, JUDGED_JOB_SECONDS),
         )
         for engine in ENGINES
     ]
     return Metric(
         "master_projection",
         f"from the two maps at {workers} workers: the worker count at which the caller's "
-        "process would spend one whole core, for 10 ms jobs in 10 ms chunks",
+        f"process would spend one whole core, for {jobs} in "
+        f"{TARGET_CHUNK_SECONDS * 1e3:g} ms chunks",
         "workers",
         HIGHER,
         rows,
@@ -218,14 +229,13 @@ def projection(all_runs: dict[int, list[dict[str, dict[str, Sample]]]]) -> list[
     for workers, runs in all_runs.items():
         for engine in ENGINES:
             costs = [Cost.of_run(run[engine]) for run in runs]
-            cost = Cost(
-                statistics.median(c.per_chunk for c in costs),
-                statistics.median(c.per_job for c in costs),
-            )
             figures = [
-                f"{cost.saturating_workers(seconds):,.0f}" for seconds in PROJECTED_JOB_SECONDS
+                f"{statistics.median(saturations(runs, engine, seconds)):,.0f}"
+                for seconds in PROJECTED_JOB_SECONDS
             ]
-            us = f"{cost.per_chunk * 1e6:.0f} + {cost.per_job * 1e6:.1f}/job"
+            per_chunk = statistics.median(c.per_chunk for c in costs)
+            per_job = statistics.median(c.per_job for c in costs)
+            us = f"{per_chunk * 1e6:.0f} + {per_job * 1e6:.1f}/job"
             rows.append([str(workers), engines.NAMES[engine], us, *figures])
     return rows
 
